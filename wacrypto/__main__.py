@@ -1,0 +1,5 @@
+import sys
+
+from wacrypto.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""Every buffer, counter and jump limit of wacrypto, each with the reason it exists.
+
+``UPPER_SNAKE`` names are hard protocol limits; ``DEFAULT_...`` names are tunables that an API
+parameter may override.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --------------------------------------------------------------------------- keys and ids
+KEY_TYPE_DJB: Final = 0x05  # type byte of a serialized Curve25519 public key
+PUBLIC_KEY_LEN: Final = 33  # 0x05 || 32-byte u coordinate
+PRIVATE_KEY_LEN: Final = 32  # raw X25519 scalar
+SIGNATURE_LEN: Final = 64  # XEdDSA signature R || s
+MAX_PREKEY_ID: Final = 0xFFFFFF  # prekey ids are 24-bit on the wire of every peer
+MAX_REGISTRATION_ID: Final = 0xFFFFFFFF  # uint32
+DEFAULT_PREKEY_BATCH: Final = 100  # one-time prekeys generated per refill
+MAX_PREKEY_BATCH: Final = 10_000  # refuse absurd batch requests (each is a key generation)
+
+# --------------------------------------------------------------------------- Signal sessions
+CIPHERTEXT_VERSION: Final = 3  # version we emit (0x33)
+SUPPORTED_VERSIONS: Final = (3, 4)  # high nibble accepted on parse (4: libsignal >= 0.24 on v3 sessions)
+MAC_LEN: Final = 8  # truncated HMAC-SHA256 on SignalMessage
+MAX_RECEIVER_CHAINS: Final = 5  # receiver chains kept per session state (libsignal)
+MAX_ARCHIVED_STATES: Final = 40  # previous session states kept per record (libsignal)
+MAX_SKIPPED_KEYS_PER_CHAIN: Final = 2000  # stored skipped message keys per receiver chain
+DEFAULT_MAX_FORWARD_JUMP: Final = 2000  # WhatsApp clients; libsignal uses 25000
+MAX_FORWARD_JUMP_CEILING: Final = 25_000  # the setting may not exceed libsignal's own bound
+MAX_MESSAGE_LEN: Final = 256 * 1024  # serialized message bytes accepted on decrypt
+MAX_PLAINTEXT_LEN: Final = 256 * 1024 - 64  # plaintext accepted by encrypt (fits the above)
+MAX_RECORD_LEN: Final = 4 * 1024 * 1024  # serialized session record accepted on import/load
+MAX_COUNTER: Final = 0xFFFFFFFF  # uint32 message counter
+
+# --------------------------------------------------------------------------- sender keys
+MAX_SENDER_KEY_STATES: Final = 5  # states per (group, sender)
+MAX_SENDER_MESSAGE_KEYS: Final = 2000  # skipped group message keys stored per state
+DEFAULT_MAX_GROUP_FORWARD_JUMP: Final = 2000  # iterations a group message may jump ahead
+MAX_SENDER_KEY_RECORD_LEN: Final = 1024 * 1024  # serialized sender-key record
+
+# --------------------------------------------------------------------------- fingerprints
+FINGERPRINT_ITERATIONS: Final = 5200  # libsignal's default
+MAX_FINGERPRINT_ITERATIONS: Final = 100_000  # bound the work a caller may ask for
+MAX_STABLE_ID_LEN: Final = 1024  # stable identifier bytes hashed into a fingerprint
+
+# --------------------------------------------------------------------------- store
+DEFAULT_PLAINTEXT_RETENTION_DAYS: Final = 14  # handled dedup entries kept this long
+DEFAULT_LEASE_SECONDS: Final = 30.0  # instance lease lifetime without heartbeat
+DEFAULT_SQL_POOL_SIZE: Final = 8  # pooled connections per SQL store
+DEFAULT_SQLITE_BUSY_TIMEOUT_MS: Final = 10_000  # wait this long for a locked SQLite database
+
+# --------------------------------------------------------------------------- media
+DEFAULT_MEDIA_MAX_BYTES: Final = 64 * 1024 * 1024  # upload limit per file on the platform
+MEDIA_MAC_LEN: Final = 10  # truncated HMAC-SHA256 appended to a media blob
+MEDIA_KEY_LEN: Final = 32  # random media key
+MEDIA_SIDECAR_CHUNK: Final = 65536  # streaming sidecar chunk size
+MEDIA_IO_CHUNK: Final = 1024 * 1024  # read/write unit of the streaming pipeline
+
+# --------------------------------------------------------------------------- transport
+FRAME_LEN_BYTES: Final = 3  # big-endian length prefix
+MAX_FRAME_LEN: Final = (1 << 24) - 1  # what a 3-byte prefix can express
+DEFAULT_MAX_FRAME_LEN: Final = 4 * 1024 * 1024  # accept less than the wire maximum by default
+MAX_ROUTING_INFO_LEN: Final = (1 << 24) - 1  # ED pre-intro routing info length (3 bytes)
+NOISE_TAG_LEN: Final = 16  # AES-GCM tag
+MAX_NOISE_COUNTER: Final = 0xFFFFFFFF  # 4-byte nonce counter: rekey/close before wrap
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0  # seconds per port before falling back
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds for the whole Noise handshake
+DEFAULT_PING_INTERVAL: Final = 20.0  # seconds between keepalive pings (jittered)
+DEFAULT_PING_JITTER: Final = 5.0  # +/- seconds of jitter on the ping interval
+DEFAULT_PING_DEADLINE: Final = 15.0  # seconds to wait for a pong
+DEFAULT_DEAD_SOCKET: Final = 20.0  # no inbound bytes this long after an unanswered send -> dead
+DEFAULT_BACKOFF_CAP: Final = 60.0  # seconds, longest reconnect wait
+DEFAULT_STABLE_PERIOD: Final = 60.0  # connected this long resets the backoff
+DEFAULT_SEND_QUEUE: Final = 256  # bounded outgoing channel
+DEFAULT_RECV_QUEUE: Final = 256  # bounded incoming channel
+MAX_DETERMINISTIC_RETRIES: Final = 5  # e.g. certificate failures: stop retrying after this many
