@@ -10,8 +10,7 @@ import hashlib
 from typing import Final
 
 import nacl.bindings as _nacl
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+import nacl.exceptions as _nacl_exc
 
 from wacrypto.errors import InvalidArgumentError
 
@@ -56,7 +55,7 @@ def montgomery_to_edwards(u_bytes: bytes, sign: int) -> bytes | None:
     denom = (u + 1) % _P
     if denom == 0:
         return None
-    y = (u - 1) * pow(denom, _P - 2, _P) % _P
+    y = (u - 1) * pow(denom, -1, _P) % _P
     out = bytearray(y.to_bytes(32, "little"))
     out[31] |= (sign & 1) << 7
     return bytes(out)
@@ -82,7 +81,7 @@ def xeddsa_verify(public_u: bytes, message: bytes, signature: bytes) -> bool:
     if sig[63] & 0xE0:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(ed).verify(bytes(sig), message)
-    except (InvalidSignature, ValueError):
+        _nacl.crypto_sign_open(bytes(sig) + message, ed)
+    except (_nacl_exc.BadSignatureError, _nacl_exc.ValueError, _nacl_exc.TypeError):
         return False
     return True

@@ -1,0 +1,36 @@
+"""Addresses of peer devices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wacrypto.errors import InvalidArgumentError
+
+__all__ = ["Address"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Address:
+    """A peer device: account name (e.g. a phone number or JID user) and device id."""
+
+    name: str
+    device_id: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidArgumentError("address name must be a non-empty string")
+        if "\x00" in self.name or len(self.name) > 1024:
+            raise InvalidArgumentError("address name is too long or contains NUL")
+        if not isinstance(self.device_id, int) or not 0 <= self.device_id <= 0xFFFFFFFF:
+            raise InvalidArgumentError("device id must be a uint32")
+
+    def __str__(self) -> str:
+        return f"{self.name}.{self.device_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Parse ``name.device``."""
+        name, sep, dev = text.rpartition(".")
+        if not sep or not dev.isdigit():
+            raise InvalidArgumentError(f"not an address of the form name.device: {text!r}")
+        return cls(name, int(dev))

@@ -1,0 +1,249 @@
+"""The Double Ratchet on libsignal-layout session states. Pure: bytes and an RNG in, bytes out.
+
+Every function here mutates only the state object it is given; callers work on a freshly parsed
+copy and persist it only after success, so a failed decrypt changes no stored byte.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Final
+
+from wacrypto._proto import storage_pb2 as _pb
+from wacrypto.errors import DecryptionError, DuplicateMessageError, InvalidKeyError, TooFarAheadError
+from wacrypto.limits import (
+    DEFAULT_MAX_FORWARD_JUMP,
+    MAC_LEN,
+    MAX_COUNTER,
+    MAX_RECEIVER_CHAINS,
+    MAX_SKIPPED_KEYS_PER_CHAIN,
+)
+from wacrypto.primitives.aes import cbc_decrypt, cbc_encrypt
+from wacrypto.primitives.kdf import hkdf_sha256
+from wacrypto.primitives.keys import Rng, system_rng, x25519, x25519_base
+from wacrypto.wire.messages import VERSION_BYTE, SignalMessage, encode_signal_body
+
+_DJB: Final = b"\x05"
+_INFO_RATCHET: Final = b"WhisperRatchet"
+_INFO_KEYS: Final = b"WhisperMessageKeys"
+_ZERO32: Final = bytes(32)
+_ONE: Final = b"\x01"
+_TWO: Final = b"\x02"
+_ONE3: Final = b"\x01"
+_hdigest = hmac.digest
+
+
+def message_keys(seed: bytes) -> tuple[bytes, bytes, bytes]:
+    """(cipher_key, mac_key, iv) from a 32-byte message-key seed (HKDF "WhisperMessageKeys", 80 bytes)."""
+    prk = _hdigest(_ZERO32, seed, "sha256")
+    t1 = _hdigest(prk, b"WhisperMessageKeys\x01", "sha256")
+    t2 = _hdigest(prk, t1 + b"WhisperMessageKeys\x02", "sha256")
+    t3 = _hdigest(prk, t2 + b"WhisperMessageKeys\x03", "sha256")
+    return t1, t2, t3[:16]
+
+
+def root_step(root_key: bytes, dh: bytes) -> tuple[bytes, bytes]:
+    """(new_root_key, chain_key) = HKDF(salt=root_key, ikm=dh, "WhisperRatchet", 64)."""
+    out = hkdf_sha256(dh, root_key, _INFO_RATCHET, 64)
+    return out[:32], out[32:]
+
+
+def compute_mac(mac_key: bytes, sender_identity: bytes, receiver_identity: bytes, data: bytes) -> bytes:
+    return _hdigest(mac_key, sender_identity + receiver_identity + data, "sha256")[:MAC_LEN]
+
+
+def _dh(priv: bytes, pub33: bytes) -> bytes:
+    return x25519(priv, pub33[1:])
+
+
+def encrypt(state: _pb.SessionStructure, plaintext: bytes) -> bytes:
+    """Encrypt on the sending chain; advance it. Returns the serialized SignalMessage."""
+    chain = state.sender_chain
+    ck = chain.chain_key
+    key = ck.key
+    index = ck.index
+    seed = _hdigest(key, _ONE, "sha256")
+    cipher_key, mac_key, iv = message_keys(seed)
+    ct = cbc_encrypt(cipher_key, iv, plaintext)
+    body = VERSION_BYTE + encode_signal_body(chain.sender_ratchet_key, index, state.previous_counter, ct)
+    mac = _hdigest(mac_key, state.local_identity_public + state.remote_identity_public + body, "sha256")[:MAC_LEN]
+    ck.key = _hdigest(key, _TWO, "sha256")
+    ck.index = index + 1
+    return body + mac
+
+
+def _find_receiver_chain(state: _pb.SessionStructure, ratchet_key: bytes) -> _pb.SessionStructure.Chain | None:
+    for c in state.receiver_chains:
+        if c.sender_ratchet_key == ratchet_key:
+            return c
+    return None
+
+
+def _dh_step(state: _pb.SessionStructure, their_ratchet: bytes, rng: Rng) -> _pb.SessionStructure.Chain:
+    """Receive a new ratchet key: new receiver chain, new sending chain."""
+    sender = state.sender_chain
+    our_priv = sender.sender_ratchet_key_private
+    root, recv_ck = root_step(state.root_key, _dh(our_priv, their_ratchet))
+    new_priv = rng(32)
+    new_pub_u = x25519_base(new_priv)
+    root2, send_ck = root_step(root, x25519(new_priv, their_ratchet[1:]))
+    chain = state.receiver_chains.add()
+    chain.sender_ratchet_key = their_ratchet
+    chain.chain_key.index = 0
+    chain.chain_key.key = recv_ck
+    if len(state.receiver_chains) > MAX_RECEIVER_CHAINS:
+        del state.receiver_chains[0]
+    state.root_key = root2
+    current_index = sender.chain_key.index
+    state.previous_counter = max(current_index, 1) - 1
+    sender.sender_ratchet_key = _DJB + new_pub_u
+    sender.sender_ratchet_key_private = new_priv
+    sender.chain_key.index = 0
+    sender.chain_key.key = send_ck
+    return state.receiver_chains[len(state.receiver_chains) - 1]
+
+
+def _message_seed_or_keys(
+    chain: _pb.SessionStructure.Chain, counter: int, max_jump: int
+) -> tuple[bytes, bytes, bytes]:
+    ck = chain.chain_key
+    index = ck.index
+    if index > counter:
+        for i, mk in enumerate(chain.message_keys):
+            if mk.index == counter:
+                if mk.seed:
+                    keys = message_keys(mk.seed)
+                else:
+                    keys = (mk.cipher_key, mk.mac_key, mk.iv)
+                del chain.message_keys[i]
+                return keys
+        raise DuplicateMessageError(f"message counter {counter} already received")
+    if counter - index > max_jump:
+        raise TooFarAheadError(f"message counter jumps {counter - index} ahead (limit {max_jump})")
+    key = ck.key
+    if counter > index:
+        mks = chain.message_keys
+        while index < counter:
+            mk = mks.add()
+            mk.index = index
+            mk.seed = _hdigest(key, _ONE, "sha256")
+            key = _hdigest(key, _TWO, "sha256")
+            index += 1
+        excess = len(mks) - MAX_SKIPPED_KEYS_PER_CHAIN
+        if excess > 0:
+            del mks[:excess]
+    seed = _hdigest(key, _ONE, "sha256")
+    ck.key = _hdigest(key, _TWO, "sha256")
+    ck.index = counter + 1
+    return message_keys(seed)
+
+
+def decrypt(
+    state: _pb.SessionStructure,
+    message: SignalMessage,
+    *,
+    max_forward_jump: int = DEFAULT_MAX_FORWARD_JUMP,
+    rng: Rng = system_rng,
+) -> bytes:
+    """Decrypt ``message`` with ``state`` (mutated on success; garbage on failure: discard it).
+
+    Raises DuplicateMessageError, TooFarAheadError, or DecryptionError (opaque).
+    """
+    if not state.HasField("sender_chain"):
+        raise DecryptionError("session state has no sending chain")
+    if message.counter > MAX_COUNTER:
+        raise DecryptionError("counter out of range")
+    chain = _find_receiver_chain(state, message.ratchet_key)
+    if chain is None:
+        try:
+            chain = _dh_step(state, message.ratchet_key, rng)
+        except InvalidKeyError:
+            raise DecryptionError("unusable ratchet key") from None
+    cipher_key, mac_key, iv = _message_seed_or_keys(chain, message.counter, max_forward_jump)
+    expected = _hdigest(
+        mac_key, state.remote_identity_public + state.local_identity_public + message.mac_input, "sha256"
+    )
+    if not message.verify_mac(expected):
+        raise DecryptionError("message could not be decrypted")
+    pt = cbc_decrypt(cipher_key, iv, message.ciphertext)
+    if pt is None:
+        raise DecryptionError("message could not be decrypted")
+    state.ClearField("pending_pre_key")
+    return pt
+
+
+def new_state_alice(
+    *,
+    local_identity_pub: bytes,
+    local_identity_priv: bytes,
+    remote_identity: bytes,
+    their_signed_prekey: bytes,
+    their_one_time_prekey: bytes | None,
+    base_priv: bytes,
+    rng: Rng,
+) -> _pb.SessionStructure:
+    """X3DH as initiator. Returns a fresh state (pending prekey fields are set by the caller)."""
+    base_pub = _DJB + x25519_base(base_priv)
+    secrets = [
+        b"\xff" * 32,
+        _dh(local_identity_priv, their_signed_prekey),
+        _dh(base_priv, remote_identity),
+        _dh(base_priv, their_signed_prekey),
+    ]
+    if their_one_time_prekey is not None:
+        secrets.append(_dh(base_priv, their_one_time_prekey))
+    derived = hkdf_sha256(b"".join(secrets), None, b"WhisperText", 64)
+    root_key, chain_key = derived[:32], derived[32:]
+    send_priv = rng(32)
+    send_pub = _DJB + x25519_base(send_priv)
+    root2, send_ck = root_step(root_key, x25519(send_priv, their_signed_prekey[1:]))
+    s = _pb.SessionStructure()
+    s.session_version = 3
+    s.local_identity_public = local_identity_pub
+    s.remote_identity_public = remote_identity
+    s.root_key = root2
+    s.previous_counter = 0
+    rc = s.receiver_chains.add()
+    rc.sender_ratchet_key = their_signed_prekey
+    rc.chain_key.index = 0
+    rc.chain_key.key = chain_key
+    s.sender_chain.sender_ratchet_key = send_pub
+    s.sender_chain.sender_ratchet_key_private = send_priv
+    s.sender_chain.chain_key.index = 0
+    s.sender_chain.chain_key.key = send_ck
+    s.alice_base_key = base_pub
+    return s
+
+
+def new_state_bob(
+    *,
+    local_identity_pub: bytes,
+    local_identity_priv: bytes,
+    remote_identity: bytes,
+    signed_prekey_pub: bytes,
+    signed_prekey_priv: bytes,
+    one_time_prekey_priv: bytes | None,
+    their_base_key: bytes,
+) -> _pb.SessionStructure:
+    """X3DH as responder (on a PreKeySignalMessage)."""
+    secrets = [
+        b"\xff" * 32,
+        _dh(signed_prekey_priv, remote_identity),
+        _dh(local_identity_priv, their_base_key),
+        _dh(signed_prekey_priv, their_base_key),
+    ]
+    if one_time_prekey_priv is not None:
+        secrets.append(_dh(one_time_prekey_priv, their_base_key))
+    derived = hkdf_sha256(b"".join(secrets), None, b"WhisperText", 64)
+    s = _pb.SessionStructure()
+    s.session_version = 3
+    s.local_identity_public = local_identity_pub
+    s.remote_identity_public = remote_identity
+    s.root_key = derived[:32]
+    s.previous_counter = 0
+    s.sender_chain.sender_ratchet_key = signed_prekey_pub
+    s.sender_chain.sender_ratchet_key_private = signed_prekey_priv
+    s.sender_chain.chain_key.index = 0
+    s.sender_chain.chain_key.key = derived[32:]
+    s.alice_base_key = their_base_key
+    return s

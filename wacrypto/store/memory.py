@@ -1,0 +1,209 @@
+"""The in-memory reference key store: real transactions (overlay, commit on success, rollback on error)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, final
+
+import trio
+
+from wacrypto.address import Address
+from wacrypto.store.protocols import LocalIdentity, OutboxEntry, Transaction
+
+_DELETED: Final = object()
+
+
+@final
+class MemoryTransaction:
+    """Reads see committed data plus this transaction's own writes; nothing is shared until commit."""
+
+    __slots__ = ("_data", "_writes")
+
+    def __init__(self, data: dict[tuple[str, Any], Any]) -> None:
+        self._data = data
+        self._writes: dict[tuple[str, Any], Any] = {}
+
+    def _get(self, table: str, key: Any) -> Any:
+        k = (table, key)
+        if k in self._writes:
+            v = self._writes[k]
+            return None if v is _DELETED else v
+        return self._data.get(k)
+
+    def _put(self, table: str, key: Any, value: Any) -> None:
+        self._writes[(table, key)] = value
+
+    def _keys(self, table: str) -> list[Any]:
+        keys = {k[1] for k in self._data if k[0] == table}
+        for (t, k), v in self._writes.items():
+            if t == table:
+                if v is _DELETED:
+                    keys.discard(k)
+                else:
+                    keys.add(k)
+        return sorted(keys)
+
+    def _commit(self) -> None:
+        for k, v in self._writes.items():
+            if v is _DELETED:
+                self._data.pop(k, None)
+            else:
+                self._data[k] = v
+        self._writes.clear()
+
+    # identity
+    async def get_local_identity(self) -> LocalIdentity | None:
+        v = self._get("local", "identity")
+        return v if isinstance(v, LocalIdentity) else None
+
+    async def set_local_identity(self, identity: LocalIdentity) -> None:
+        self._put("local", "identity", identity)
+
+    async def get_remote_identity(self, address: Address) -> bytes | None:
+        v = self._get("identity", address)
+        return v if isinstance(v, bytes) else None
+
+    async def save_remote_identity(self, address: Address, identity_key: bytes) -> None:
+        self._put("identity", address, bytes(identity_key))
+
+    # prekeys
+    async def load_prekey(self, prekey_id: int) -> bytes | None:
+        v = self._get("prekey", prekey_id)
+        return v if isinstance(v, bytes) else None
+
+    async def store_prekey(self, prekey_id: int, record: bytes) -> None:
+        self._put("prekey", prekey_id, bytes(record))
+
+    async def remove_prekey(self, prekey_id: int) -> None:
+        self._put("prekey", prekey_id, _DELETED)
+
+    async def count_prekeys(self) -> int:
+        return len(self._keys("prekey"))
+
+    async def load_signed_prekey(self, signed_prekey_id: int) -> bytes | None:
+        v = self._get("signed", signed_prekey_id)
+        return v if isinstance(v, bytes) else None
+
+    async def store_signed_prekey(self, signed_prekey_id: int, record: bytes) -> None:
+        self._put("signed", signed_prekey_id, bytes(record))
+
+    async def remove_signed_prekey(self, signed_prekey_id: int) -> None:
+        self._put("signed", signed_prekey_id, _DELETED)
+
+    async def list_signed_prekeys(self) -> list[int]:
+        return [int(k) for k in self._keys("signed")]
+
+    # sessions
+    async def load_session(self, address: Address) -> bytes | None:
+        v = self._get("session", address)
+        return v if isinstance(v, bytes) else None
+
+    async def load_sessions(self, addresses: Sequence[Address]) -> dict[Address, bytes]:
+        out = {}
+        for a in addresses:
+            v = self._get("session", a)
+            if isinstance(v, bytes):
+                out[a] = v
+        return out
+
+    async def store_session(self, address: Address, record: bytes) -> None:
+        self._put("session", address, bytes(record))
+
+    async def store_sessions(self, records: dict[Address, bytes]) -> None:
+        for a, r in records.items():
+            self._put("session", a, bytes(r))
+
+    async def delete_session(self, address: Address) -> None:
+        self._put("session", address, _DELETED)
+
+    async def list_sessions(self) -> list[Address]:
+        return list(self._keys("session"))
+
+    # sender keys
+    async def load_sender_key(self, group_id: str, sender: Address) -> bytes | None:
+        v = self._get("senderkey", (group_id, sender))
+        return v if isinstance(v, bytes) else None
+
+    async def store_sender_key(self, group_id: str, sender: Address, record: bytes) -> None:
+        self._put("senderkey", (group_id, sender), bytes(record))
+
+    async def delete_sender_key(self, group_id: str, sender: Address) -> None:
+        self._put("senderkey", (group_id, sender), _DELETED)
+
+    # meta
+    async def get_meta(self, key: str) -> bytes | None:
+        v = self._get("meta", key)
+        return v if isinstance(v, bytes) else None
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        self._put("meta", key, bytes(value))
+
+    # caller rows
+    async def get_received(self, digest: bytes) -> tuple[bytes, bool] | None:
+        v = self._get("received", digest)
+        if v is None:
+            return None
+        pt, handled, _t = v
+        return pt, handled
+
+    async def put_received(self, digest: bytes, plaintext: bytes, now: float) -> None:
+        self._put("received", digest, (bytes(plaintext), False, now))
+
+    async def mark_handled(self, digest: bytes, now: float) -> None:
+        v = self._get("received", digest)
+        if v is not None:
+            self._put("received", digest, (b"", True, now))
+
+    async def prune_received(self, handled_before: float) -> int:
+        n = 0
+        for k in self._keys("received"):
+            v = self._get("received", k)
+            if v is not None and v[1] and v[2] < handled_before:
+                self._put("received", k, _DELETED)
+                n += 1
+        return n
+
+    async def outbox_put(self, entry: OutboxEntry) -> None:
+        self._put("outbox", entry.message_id, entry)
+
+    async def outbox_remove(self, message_id: str) -> bool:
+        if self._get("outbox", message_id) is None:
+            return False
+        self._put("outbox", message_id, _DELETED)
+        return True
+
+    async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]:
+        entries = [self._get("outbox", k) for k in self._keys("outbox")]
+        entries.sort(key=lambda e: (e.created_at, e.message_id))
+        return entries[:limit]
+
+
+@final
+class MemoryKeyStore:
+    """Reference store held in a dict. Transactions are serialized by one lock (memory is fast)."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, Any], Any] = {}
+        self._lock = trio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self, *addresses: Address | str) -> AsyncIterator[Transaction]:
+        async with self._lock:
+            tx = MemoryTransaction(self._data)
+            yield tx
+            tx._commit()
+
+    def snapshot(self) -> dict[tuple[str, Any], Any]:
+        """A copy of everything committed (values are immutable), for tests and backups."""
+        return dict(self._data)
+
+    def restore(self, snap: dict[tuple[str, Any], Any]) -> None:
+        self._data.clear()
+        self._data.update(snap)
+
+    async def aclose(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"MemoryKeyStore(entries={len(self._data)})"
