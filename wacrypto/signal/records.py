@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import final
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from wacrypto._proto import storage_pb2 as _pb
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError
@@ -26,7 +26,7 @@ SessionState = _pb.SessionStructure
 """Private: one ratchet state (protobuf-backed for fast (de)serialization)."""
 
 
-def _parse_pb(cls: type, data: bytes, what: str) -> object:
+def _parse_pb(cls: type[Message], data: bytes, what: str) -> Message:
     if len(data) > MAX_RECORD_LEN:
         raise InvalidMessageError(f"{what}: longer than {MAX_RECORD_LEN} bytes")
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 from typing import Final, final
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from wacrypto._proto import signal_wire_pb2 as _pb
 from wacrypto.errors import InvalidMessageError, LegacyMessageError
@@ -55,7 +55,7 @@ def _check_key(key: bytes, what: str) -> bytes:
     return key
 
 
-def _parse(cls: type, body: bytes, what: str) -> object:
+def _parse(cls: type[Message], body: bytes, what: str) -> Message:
     try:
         return cls.FromString(body)
     except (DecodeError, ValueError, RuntimeError):

@@ -1,0 +1,51 @@
+# wacrypto: two commands do all the set-up on a fresh machine:
+#   make demo   -- end-to-end demo on the embedded SQLite default
+#   make test   -- type check, the whole test suite (all store backends, interop peers), short fuzz runs
+# Each creates its own virtualenv (.venv) and installs what it needs.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FUZZ_RUNS ?= 2000
+
+.PHONY: all venv demo test typecheck pytest fuzz interop-setup bench proto clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --no-input -q --upgrade pip
+	$(BIN)/python -m pip install --no-input -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/wacrypto demo
+
+interop-setup:
+	bash tests/interop/setup.sh
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv interop-setup
+	$(BIN)/python -m pytest
+
+fuzz: venv
+	@set -e; for f in fuzz/fuzz_*.py; do \
+		echo "fuzz: $$f ($(FUZZ_RUNS) runs)"; \
+		$(BIN)/python $$f -runs=$(FUZZ_RUNS) -print_final_stats=0 >/dev/null 2>fuzz/.last.log || { cat fuzz/.last.log; exit 1; }; \
+	done; rm -f fuzz/.last.log
+
+test: typecheck pytest fuzz
+
+bench: venv interop-setup
+	$(BIN)/python bench/run_all.py
+
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=wacrypto/_proto --pyi_out=wacrypto/_proto proto/*.proto
+
+clean:
+	rm -rf $(VENV) .venv-axolotl* tests/interop/node/node_modules demo-data .mypy_cache .pytest_cache .hypothesis
