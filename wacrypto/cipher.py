@@ -29,7 +29,7 @@ from wacrypto.errors import (
     UntrustedIdentityError,
 )
 from wacrypto.limits import DEFAULT_MAX_FORWARD_JUMP, MAX_FORWARD_JUMP_CEILING, MAX_PLAINTEXT_LEN
-from wacrypto.primitives.keys import KeyPair, Rng, system_rng
+from wacrypto.primitives.keys import KeyPair, Rng, clamp, system_rng
 from wacrypto.signal import ratchet
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.signal.records import (
@@ -175,7 +175,7 @@ class SessionCipher:
             raise InvalidSignatureError("signed prekey signature does not verify")
         identity, registration_id = await load_local_identity(tx)
         await self._check_trust(tx, address, bundle.identity_key)
-        base_priv = self._rng(32)
+        base_priv = clamp(self._rng(32))
         try:
             state = ratchet.new_state_alice(
                 local_identity_pub=identity.public.to_bytes(),

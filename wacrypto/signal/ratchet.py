@@ -20,7 +20,7 @@ from wacrypto.limits import (
 )
 from wacrypto.primitives.aes import cbc_decrypt, cbc_encrypt
 from wacrypto.primitives.kdf import hkdf_sha256
-from wacrypto.primitives.keys import Rng, system_rng, x25519, x25519_base
+from wacrypto.primitives.keys import Rng, clamp, system_rng, x25519, x25519_base
 from wacrypto.wire.messages import VERSION_BYTE, SignalMessage, encode_signal_body
 
 _DJB: Final = b"\x05"
@@ -29,7 +29,6 @@ _INFO_KEYS: Final = b"WhisperMessageKeys"
 _ZERO32: Final = bytes(32)
 _ONE: Final = b"\x01"
 _TWO: Final = b"\x02"
-_ONE3: Final = b"\x01"
 _hdigest = hmac.digest
 
 
@@ -84,7 +83,7 @@ def _dh_step(state: _pb.SessionStructure, their_ratchet: bytes, rng: Rng) -> _pb
     sender = state.sender_chain
     our_priv = sender.sender_ratchet_key_private
     root, recv_ck = root_step(state.root_key, _dh(our_priv, their_ratchet))
-    new_priv = rng(32)
+    new_priv = clamp(rng(32))
     new_pub_u = x25519_base(new_priv)
     root2, send_ck = root_step(root, x25519(new_priv, their_ratchet[1:]))
     chain = state.receiver_chains.add()
@@ -194,7 +193,7 @@ def new_state_alice(
         secrets.append(_dh(base_priv, their_one_time_prekey))
     derived = hkdf_sha256(b"".join(secrets), None, b"WhisperText", 64)
     root_key, chain_key = derived[:32], derived[32:]
-    send_priv = rng(32)
+    send_priv = clamp(rng(32))
     send_pub = _DJB + x25519_base(send_priv)
     root2, send_ck = root_step(root_key, x25519(send_priv, their_signed_prekey[1:]))
     s = _pb.SessionStructure()
