@@ -35,7 +35,7 @@ def _short(b: bytes, n: int = 12) -> str:
 async def _open(kind: str, path: Path) -> KeyStore:
     if kind == "memory":
         return MemoryKeyStore()
-    from wacrypto.store import open_store  # type: ignore[attr-defined]
+    from wacrypto.store import open_store
 
     store: KeyStore = await open_store(f"sqlite:///{path}")
     return store
