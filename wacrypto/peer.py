@@ -324,7 +324,7 @@ async def serve(peer: Peer, readline: Callable[[], bytes], write: Callable[[str]
 async def _amain(store_url: str | None) -> None:
     _load_extensions()
     if store_url:
-        from wacrypto.store import open_store  # type: ignore[attr-defined]
+        from wacrypto.store import open_store
 
         store = await open_store(store_url)
         peer = Peer(store, store_factory=lambda: open_store(store_url))

@@ -9,6 +9,7 @@ from typing import Any, Final, final
 import trio
 
 from wacrypto.address import Address
+from wacrypto.store.dump import StoreDump
 from wacrypto.store.protocols import LocalIdentity, OutboxEntry, Transaction
 
 _DELETED: Final = object()
@@ -201,6 +202,53 @@ class MemoryKeyStore:
     def restore(self, snap: dict[tuple[str, Any], Any]) -> None:
         self._data.clear()
         self._data.update(snap)
+
+    async def wipe(self) -> None:
+        """Delete everything (the account starts over)."""
+        async with self._lock:
+            self._data.clear()
+
+    async def dump(self) -> StoreDump:
+        """Every committed row in the backend-neutral form used by backup/restore."""
+        d = StoreDump()
+        async with self._lock:
+            for (table, key), v in self._data.items():
+                if table == "local":
+                    d.local = v
+                elif table == "identity":
+                    d.identities[str(key)] = v
+                elif table == "prekey":
+                    d.prekeys[int(key)] = v
+                elif table == "signed":
+                    d.signed_prekeys[int(key)] = v
+                elif table == "session":
+                    d.sessions[str(key)] = v
+                elif table == "senderkey":
+                    d.sender_keys[(key[0], str(key[1]))] = v
+                elif table == "meta":
+                    d.meta[key] = v
+                elif table == "received":
+                    d.received[key] = v
+                elif table == "outbox":
+                    d.outbox[key] = v
+        return d
+
+    async def load(self, dump: StoreDump) -> None:
+        """Replace everything with ``dump``."""
+        data: dict[tuple[str, Any], Any] = {}
+        if dump.local is not None:
+            data[("local", "identity")] = dump.local
+        data.update({("identity", Address.parse(a)): v for a, v in dump.identities.items()})
+        data.update({("prekey", i): v for i, v in dump.prekeys.items()})
+        data.update({("signed", i): v for i, v in dump.signed_prekeys.items()})
+        data.update({("session", Address.parse(a)): v for a, v in dump.sessions.items()})
+        data.update({("senderkey", (g, Address.parse(s))): v for (g, s), v in dump.sender_keys.items()})
+        data.update({("meta", k): v for k, v in dump.meta.items()})
+        data.update({("received", k): v for k, v in dump.received.items()})
+        data.update({("outbox", k): v for k, v in dump.outbox.items()})
+        async with self._lock:
+            self._data.clear()
+            self._data.update(data)
 
     async def aclose(self) -> None:
         return None

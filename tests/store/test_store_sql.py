@@ -1,0 +1,284 @@
+"""SQL-only behaviour: persistence, migrations, server versions, passwords, leases, keys at rest."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from store_dbs import my_admin, my_url, pg_admin, pg_url, unique
+from wacrypto import account
+from wacrypto.address import Address
+from wacrypto.cipher import SessionCipher
+from wacrypto.errors import (
+    InstanceConflictError,
+    LeaseLostError,
+    SchemaError,
+    StoreError,
+    StoreUnavailableError,
+    UnsupportedServerError,
+)
+from wacrypto.signal.records import identity_from_bytes
+from wacrypto.store import SqlKeyStore, open_store
+from wacrypto.store.sql.dialect import check_version, dialect_for, parse_mysql_version
+from wacrypto.store.sql.engine import _Rows
+from wacrypto.store.sql.schema import LATEST_VERSION, migrate
+from wacrypto.store.sql.url import parse_store_url
+
+BOB = Address("bob", 1)
+NASTY = "p?{}&~!()^@:/%#w'\"\\ x"
+
+
+async def test_state_survives_reopen(sql_url: str) -> None:
+    s = await open_store(sql_url)
+    local = await account.create_account(s, prekeys=3)
+    async with s.transaction(BOB) as tx:
+        await tx.store_session(BOB, b"record")
+    await s.aclose()
+    s2 = await open_store(sql_url)
+    async with s2.transaction(BOB) as tx:
+        assert await tx.get_local_identity() == local
+        assert await tx.load_session(BOB) == b"record"
+        assert await tx.count_prekeys() == 3
+    await s2.aclose()
+
+
+async def test_fresh_install_and_upgrade_from_version_1(sql_url: str) -> None:
+    d = dialect_for(parse_store_url(sql_url), busy_timeout_ms=5000)
+    conn = d.connect()
+    try:
+        assert migrate(conn, d, target=1) == (0, 1)
+        conn.execute("INSERT INTO wa_store_info (name, value) VALUES ('at_rest', ?)", [b"none"])
+        if d.name == "sqlite":
+            conn.execute("BEGIN")
+        else:
+            d.begin(conn)
+        _Rows(d, None).apply(conn, {("session", "bob.1"): b"old-record", ("meta", "k"): b"v"}, 1.0)
+        d.commit(conn)
+    finally:
+        conn.close()
+    with pytest.raises(SchemaError, match="older than"):
+        await open_store(sql_url, migrate=False)
+    s = await open_store(sql_url)  # upgrades 1 -> latest, keeps the data
+    assert isinstance(s, SqlKeyStore)
+    assert await s.schema_version() == LATEST_VERSION
+    async with s.transaction(BOB) as tx:
+        assert await tx.load_session(BOB) == b"old-record"
+        assert await tx.get_meta("k") == b"v"
+    await s.acquire_lease("after-upgrade")  # the table migration 2 added works
+    await s.aclose()
+
+
+async def test_newer_schema_is_refused(sql_url: str) -> None:
+    s = await open_store(sql_url)
+    await s.aclose()
+    d = dialect_for(parse_store_url(sql_url), busy_timeout_ms=5000)
+    conn = d.connect()
+    conn.execute("INSERT INTO wa_schema_version (version, applied_at) VALUES (99, 0)")
+    conn.close()
+    with pytest.raises(SchemaError, match="99 is newer"):
+        await open_store(sql_url)
+
+
+def test_old_servers_are_refused_with_versions_named() -> None:
+    with pytest.raises(UnsupportedServerError, match=r"PostgreSQL 9.6 found; wacrypto needs PostgreSQL >= 10.0"):
+        check_version("PostgreSQL", (9, 6), "9.6")
+    product, nums = parse_mysql_version("5.6.51-log")
+    with pytest.raises(UnsupportedServerError, match=r"MySQL 5.6.51-log found; wacrypto needs MySQL >= 5.7"):
+        check_version(product, nums, "5.6.51-log")
+    product, nums = parse_mysql_version("10.1.48-MariaDB")
+    with pytest.raises(UnsupportedServerError, match=r"MariaDB >= 10.2"):
+        check_version(product, nums, "10.1.48-MariaDB")
+    check_version(*parse_mysql_version("8.0.36"), "8.0.36")
+    check_version(*parse_mysql_version("10.11.19-MariaDB-0+deb12u1"), "10.11")
+
+
+def test_url_parsing_decodes_every_reserved_character() -> None:
+    from urllib.parse import quote
+
+    u = parse_store_url(f"postgresql://{quote('us@r', safe='')}:{quote(NASTY, safe='')}@db.example:6543/my%20db?sslmode=require")
+    assert (u.user, u.password, u.host, u.port, u.database, u.params) == ("us@r", NASTY, "db.example", 6543, "my db", {"sslmode": "require"})
+    assert NASTY not in repr(u) and NASTY not in u.redacted()
+    assert parse_store_url("mysql://root@h/db").password is None
+    assert parse_store_url("sqlite:////abs/x.db").path == "/abs/x.db"
+    assert parse_store_url("sqlite:///rel/x.db").path == "rel/x.db"
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+async def test_any_password_works_with_real_users(server: str, make_url: Callable[[str], str]) -> None:
+    base = make_url(server)
+    db = parse_store_url(base).database
+    user = unique("wau")
+    if server == "postgresql":
+        with pg_admin() as c:
+            c.execute(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{NASTY.replace(chr(39), chr(39) * 2)}'")
+        with pg_admin(db) as c:
+            c.execute(f'GRANT ALL ON SCHEMA public TO "{user}"')
+        url, bad = pg_url(db, user, NASTY), pg_url(db, user, NASTY + "x")
+    else:
+        c = my_admin()
+        pw = NASTY.replace("\\", "\\\\").replace("'", "\\'")
+        c.cursor().execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{pw}'")
+        c.cursor().execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{pw}'")
+        c.cursor().execute(f"GRANT ALL ON `{db}`.* TO '{user}'@'%'")
+        c.cursor().execute(f"GRANT ALL ON `{db}`.* TO '{user}'@'localhost'")
+        c.close()
+        url, bad = my_url(db, user, NASTY), my_url(db, user, NASTY + "x")
+    try:
+        s = await open_store(url)
+        await account.create_account(s, prekeys=1)
+        async with s.transaction() as tx:
+            assert await tx.count_prekeys() == 1
+        if server == "postgresql":
+            # the local server trusts loopback, so it would accept any password: prove instead that
+            # libpq received exactly the decoded password
+            assert isinstance(s, SqlKeyStore) and s._admin is not None
+            assert s._admin.raw.info.password == NASTY
+        await s.aclose()
+        if server == "mariadb":  # checks passwords: a wrong one is refused, and never echoed
+            with pytest.raises(StoreUnavailableError) as info:
+                await open_store(bad)
+            assert NASTY not in str(info.value)
+    finally:
+        if server == "postgresql":
+            with pg_admin(db) as c:
+                c.execute(f'DROP OWNED BY "{user}" CASCADE')
+            with pg_admin() as c:
+                c.execute(f'DROP ROLE IF EXISTS "{user}"')
+        else:
+            c = my_admin()
+            c.cursor().execute(f"DROP USER IF EXISTS '{user}'@'%'")
+            c.cursor().execute(f"DROP USER IF EXISTS '{user}'@'localhost'")
+            c.close()
+
+
+async def test_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(StoreUnavailableError, match="cannot connect"):
+        await open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with pytest.raises(StoreUnavailableError, match="does not exist"):
+        await open_store("sqlite:////nonexistent-dir-wacrypto/x.db")
+
+
+# ----------------------------------------------------------------------------- lease
+async def test_lease_conflict_takeover_and_fencing(sql_url: str) -> None:
+    a = await open_store(sql_url, lease_holder="instance-A", lease_seconds=1.0)
+    assert isinstance(a, SqlKeyStore)
+    with pytest.raises(InstanceConflictError) as info:
+        await open_store(sql_url, lease_holder="instance-B")
+    assert info.value.holder == "instance-A" and "instance-A" in str(info.value)
+    async with a.transaction(BOB) as tx:
+        await tx.store_session(BOB, b"by A")
+    await trio.sleep(1.3)  # A stops heart-beating (as if paused or dead): the lease expires
+    b = await open_store(sql_url, lease_holder="instance-B", lease_seconds=30)
+    assert isinstance(b, SqlKeyStore) and b.lease_token == (a.lease_token or 0) + 1
+    with pytest.raises(LeaseLostError):
+        async with a.transaction(BOB) as tx:
+            await tx.store_session(BOB, b"A again")  # the old holder comes back: refused
+    with pytest.raises(LeaseLostError):
+        async with a.transaction(BOB) as tx:
+            pass
+    with pytest.raises(LeaseLostError):
+        await a.renew_lease()
+    async with b.transaction(BOB) as tx:
+        assert await tx.load_session(BOB) == b"by A"
+        await tx.store_session(BOB, b"by B")
+    await a.aclose()  # must not release B's lease
+    with pytest.raises(InstanceConflictError, match="instance-B"):
+        await open_store(sql_url, lease_holder="instance-C")
+    await b.aclose()  # releases: C gets in at once
+    c = await open_store(sql_url, lease_holder="instance-C")
+    await c.aclose()
+
+
+async def test_heartbeat_keeps_the_lease(sql_url: str) -> None:
+    a = await open_store(sql_url, lease_holder="hb-A", lease_seconds=0.6)
+    assert isinstance(a, SqlKeyStore)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.heartbeat)
+        await trio.sleep(1.5)
+        with pytest.raises(InstanceConflictError):
+            await open_store(sql_url, lease_holder="hb-B")
+        async with a.transaction(BOB) as tx:
+            await tx.store_session(BOB, b"still mine")
+        nursery.cancel_scope.cancel()
+    await a.aclose()
+
+
+async def test_stale_write_committed_in_flight_is_fenced(sql_url: str) -> None:
+    """A transaction that started before the takeover cannot commit after it."""
+    a = await open_store(sql_url, lease_holder="A", lease_seconds=0.5)
+    b = None
+    with pytest.raises(LeaseLostError):
+        async with a.transaction(BOB) as tx:
+            await tx.store_session(BOB, b"stale")
+            await trio.sleep(0.8)
+            if not sql_url.startswith("sqlite"):  # (SQLite: A holds the file's write lock until it ends)
+                b = await open_store(sql_url, lease_holder="B")
+    if b is None:
+        b = await open_store(sql_url, lease_holder="B")
+    async with b.transaction(BOB) as tx:
+        assert await tx.load_session(BOB) is None
+    await a.aclose()
+    await b.aclose()
+
+
+# ----------------------------------------------------------------------------- keys at rest
+def _db_dump(url: str, tmp_path: Path) -> bytes:
+    u = parse_store_url(url)
+    if u.backend == "sqlite":
+        c = sqlite3.connect(u.path)
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        c.close()
+        return b"".join(Path(p).read_bytes() for p in (u.path, u.path + "-wal") if os.path.exists(p))
+    if u.backend == "postgresql":
+        return subprocess.run(
+            ["pg_dump", "-h", u.host, "-p", str(u.port), "-U", u.user, "--inserts", "-d", u.database],
+            check=True, capture_output=True,
+        ).stdout
+    return subprocess.run(
+        ["mysqldump", "-h", u.host, "-P", str(u.port), "-u", u.user, "--hex-blob", u.database],
+        check=True, capture_output=True,
+    ).stdout
+
+
+def _forms(secret: bytes) -> list[bytes]:
+    import base64
+
+    return [secret, secret.hex().encode(), secret.hex().upper().encode(), base64.b64encode(secret)]
+
+
+async def test_keys_at_rest_a_dump_reveals_no_key(sql_url: str, tmp_path: Path) -> None:
+    key = os.urandom(32)
+    s = await open_store(sql_url, key=key)
+    local = await account.create_account(s, prekeys=3)
+    other = await open_store("memory:")
+    await account.create_account(other, prekeys=1)
+    a = SessionCipher(s)
+    await a.process_bundle(BOB, await account.get_bundle(other))
+    await a.encrypt_durable(BOB, b"secret plaintext 12345", "m1")
+    d = await s.dump()
+    await s.aclose()
+    secrets = [identity_from_bytes(local.identity_pair).private.to_bytes(), key]
+    from wacrypto.signal.records import PreKeyRecord, SessionRecord
+
+    secrets += [PreKeyRecord.from_bytes(v).key_pair.private.to_bytes() for v in d.prekeys.values()]
+    rec = SessionRecord.from_bytes(d.sessions["bob.1"])
+    secrets += [rec.current.root_key, rec.current.sender_chain.chain_key.key]
+    dump = _db_dump(sql_url, tmp_path)
+    assert len(dump) > 1000
+    for sec in secrets:
+        for form in _forms(sec):
+            assert form not in dump
+    # without the key, or with a wrong one: a clear refusal, never garbage
+    with pytest.raises(StoreError, match="encrypted at rest"):
+        await open_store(sql_url)
+    with pytest.raises(StoreError, match="wrong at-rest key"):
+        await open_store(sql_url, key=os.urandom(32))
+    s2 = await open_store(sql_url, key=key)
+    assert (await s2.dump()).to_json() == d.to_json()
+    await s2.aclose()
