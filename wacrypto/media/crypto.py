@@ -488,8 +488,9 @@ class MediaEncryptor:
 
     # -- the two halves of a step; the threaded file pipeline runs them on different threads --------
 
-    def _cipher_step(self, view: memoryview, out: bytearray | memoryview) -> int:
-        """Count, hash and encrypt plaintext ``view`` into ``out``; return the ciphertext length."""
+    def _cipher_step(self, view: memoryview, out: bytearray | memoryview, *, hash_plain: bool = True) -> int:
+        """Count, hash (unless ``hash_plain`` is false: then the caller must call :meth:`_plain_step`)
+        and encrypt plaintext ``view`` into ``out``; return the ciphertext length."""
         if self._done:
             raise UsageError("encryptor already finalized")
         new_len = self._length + len(view)
@@ -497,8 +498,17 @@ class MediaEncryptor:
             self._done = True
             raise MediaTooLargeError(f"media is larger than the limit of {self._max} bytes")
         self._length = new_len
-        self._sha_plain.update(view)
+        if hash_plain:
+            self._sha_plain.update(view)
         return self._enc.update_into(view, out)
+
+    def _plain_step(self, view: memoryview) -> None:
+        """Hash plaintext ``view`` (for a pipeline that moved this pass to another thread)."""
+        self._sha_plain.update(view)
+
+    @property
+    def _has_sidecar(self) -> bool:
+        return self._sidecar is not None
 
     def _auth_step(self, ct: memoryview) -> None:
         """MAC, enc-hash and sidecar over ciphertext bytes ``ct``."""
@@ -777,7 +787,7 @@ def encrypt(
     if limit is not None and len(view) > limit:
         raise MediaTooLargeError(f"media is larger than the limit of {limit} bytes")
     enc = MediaEncryptor(media_type, media_key, sidecar=sidecar, max_bytes=max_bytes, randbytes=randbytes)
-    out = bytearray(len(view) + blob_overhead(len(view)))
+    out = bytearray(len(view) + 2 * _BLOCK)  # update_into wants len(piece) + 15 bytes of room
     n = 0
     for pos in range(0, len(view), MEDIA_IO_CHUNK):
         piece = view[pos : pos + MEDIA_IO_CHUNK]
