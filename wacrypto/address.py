@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wacrypto.errors import InvalidArgumentError
 
@@ -15,6 +15,7 @@ class Address:
 
     name: str
     device_id: int = 1
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -23,6 +24,10 @@ class Address:
             raise InvalidArgumentError("address name is too long or contains NUL")
         if not isinstance(self.device_id, int) or not 0 <= self.device_id <= 0xFFFFFFFF:
             raise InvalidArgumentError("device id must be a uint32")
+        object.__setattr__(self, "_hash", hash((self.name, self.device_id)))
+
+    def __hash__(self) -> int:  # cached: addresses key every store lookup
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.name}.{self.device_id}"

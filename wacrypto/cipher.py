@@ -80,7 +80,7 @@ async def load_local_identity(tx: Transaction) -> tuple[KeyPair, int]:
     local = await tx.get_local_identity()
     if local is None:
         raise NoIdentityError("no local identity: create the account first")
-    return identity_from_bytes(local.identity_pair), local.registration_id
+    return identity_from_bytes(local.identity_pair, trusted=True), local.registration_id
 
 
 def _decrypt_with_record(
@@ -168,11 +168,14 @@ class SessionCipher:
         if not bundle.signature_valid():
             raise InvalidSignatureError("signed prekey signature does not verify")
         async with self.store.transaction(address) as tx:
-            await self.process_bundle_in(tx, address, bundle)
+            await self._process_verified_bundle(tx, address, bundle)
 
     async def process_bundle_in(self, tx: Transaction, address: Address, bundle: PreKeyBundle) -> None:
         if not bundle.signature_valid():
             raise InvalidSignatureError("signed prekey signature does not verify")
+        await self._process_verified_bundle(tx, address, bundle)
+
+    async def _process_verified_bundle(self, tx: Transaction, address: Address, bundle: PreKeyBundle) -> None:
         identity, registration_id = await load_local_identity(tx)
         await self._check_trust(tx, address, bundle.identity_key)
         base_priv = clamp(self._rng(32))
@@ -289,13 +292,13 @@ class SessionCipher:
             spk_raw = await tx.load_signed_prekey(message.signed_pre_key_id)
             if spk_raw is None:
                 raise NoSignedPreKeyError(f"signed prekey {message.signed_pre_key_id} not found")
-            spk = SignedPreKeyRecord.from_bytes(spk_raw)
+            spk = SignedPreKeyRecord.from_bytes(spk_raw, trusted=True)
             opk: PreKeyRecord | None = None
             if message.pre_key_id is not None:
                 opk_raw = await tx.load_prekey(message.pre_key_id)
                 if opk_raw is None:
                     raise NoPreKeyError(f"one-time prekey {message.pre_key_id} not found (already used?)")
-                opk = PreKeyRecord.from_bytes(opk_raw)
+                opk = PreKeyRecord.from_bytes(opk_raw, trusted=True)
             try:
                 state = ratchet.new_state_bob(
                     local_identity_pub=identity.public.to_bytes(),

@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.ciphers.modes import CBC
 
 _PADS = [bytes([n]) * n for n in range(17)]
+
+
+def _public_enc(algorithm: Any, mode: Any) -> Any:
+    return Cipher(algorithm, mode).encryptor()
+
+
+def _public_dec(algorithm: Any, mode: Any) -> Any:
+    return Cipher(algorithm, mode).decryptor()
+
+
+def _select() -> tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]:
+    """cryptography's Rust context constructors, skipping ``Cipher.__init__``'s ABC checks
+    (~2 µs per message), if present and correct on a known answer; else the public API."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as _ro
+
+        enc, dec = _ro.ciphers.create_encryption_ctx, _ro.ciphers.create_decryption_ctx
+        k, iv, p = bytes(range(32)), bytes(16), bytes(range(32))
+        e = _public_enc(AES(k), CBC(iv))
+        want = e.update(p) + e.finalize()
+        c = enc(AES(k), CBC(iv))
+        if c.update(p) + c.finalize() != want:
+            raise ValueError
+        d = dec(AES(k), CBC(iv))
+        if d.update(want) + d.finalize() != p:
+            raise ValueError
+        return enc, dec
+    except Exception:  # noqa: BLE001 - any change in the private API: use the public one
+        return _public_enc, _public_dec
+
+
+_enc_ctx, _dec_ctx = _select()
 
 
 def pkcs7_pad(data: bytes) -> bytes:
@@ -26,13 +61,14 @@ def pkcs7_unpad(data: bytes) -> bytes | None:
 
 def cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
     """AES-256-CBC of PKCS#7-padded ``plaintext`` (always a pad block on aligned input)."""
-    enc = Cipher(AES(key), CBC(iv)).encryptor()
-    return enc.update(pkcs7_pad(plaintext)) + enc.finalize()
+    enc = _enc_ctx(AES(key), CBC(iv))
+    out: bytes = enc.update(plaintext + _PADS[16 - (len(plaintext) & 15)]) + enc.finalize()
+    return out
 
 
 def cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes | None:
     """AES-256-CBC decryption with strict unpadding; None on any failure (no oracle)."""
     if not ciphertext or len(ciphertext) & 15:
         return None
-    dec = Cipher(AES(key), CBC(iv)).decryptor()
+    dec = _dec_ctx(AES(key), CBC(iv))
     return pkcs7_unpad(dec.update(ciphertext) + dec.finalize())

@@ -6,7 +6,7 @@ copy and persist it only after success, so a failed decrypt changes no stored by
 
 from __future__ import annotations
 
-import hmac
+from hashlib import sha256 as _sha256
 from typing import Final
 
 from wacrypto._proto import storage_pb2 as _pb
@@ -19,7 +19,7 @@ from wacrypto.limits import (
     MAX_SKIPPED_KEYS_PER_CHAIN,
 )
 from wacrypto.primitives.aes import cbc_decrypt, cbc_encrypt
-from wacrypto.primitives.kdf import hkdf_sha256
+from wacrypto.primitives.kdf import chain_step, hkdf_sha256, hmac_pads, hmac_sha256, hmac_zero_key
 from wacrypto.primitives.keys import Rng, clamp, system_rng, x25519, x25519_base
 from wacrypto.wire.messages import VERSION_BYTE, SignalMessage, encode_signal_body
 
@@ -29,15 +29,17 @@ _INFO_KEYS: Final = b"WhisperMessageKeys"
 _ZERO32: Final = bytes(32)
 _ONE: Final = b"\x01"
 _TWO: Final = b"\x02"
-_hdigest = hmac.digest
+_INFO_K1: Final = b"WhisperMessageKeys\x01"
+_INFO_K2: Final = b"WhisperMessageKeys\x02"
+_INFO_K3: Final = b"WhisperMessageKeys\x03"
 
 
 def message_keys(seed: bytes) -> tuple[bytes, bytes, bytes]:
     """(cipher_key, mac_key, iv) from a 32-byte message-key seed (HKDF "WhisperMessageKeys", 80 bytes)."""
-    prk = _hdigest(_ZERO32, seed, "sha256")
-    t1 = _hdigest(prk, b"WhisperMessageKeys\x01", "sha256")
-    t2 = _hdigest(prk, t1 + b"WhisperMessageKeys\x02", "sha256")
-    t3 = _hdigest(prk, t2 + b"WhisperMessageKeys\x03", "sha256")
+    ki, ko = hmac_pads(hmac_zero_key(seed))
+    t1 = _sha256(ko + _sha256(ki + _INFO_K1).digest()).digest()
+    t2 = _sha256(ko + _sha256(ki + t1 + _INFO_K2).digest()).digest()
+    t3 = _sha256(ko + _sha256(ki + t2 + _INFO_K3).digest()).digest()
     return t1, t2, t3[:16]
 
 
@@ -48,7 +50,7 @@ def root_step(root_key: bytes, dh: bytes) -> tuple[bytes, bytes]:
 
 
 def compute_mac(mac_key: bytes, sender_identity: bytes, receiver_identity: bytes, data: bytes) -> bytes:
-    return _hdigest(mac_key, sender_identity + receiver_identity + data, "sha256")[:MAC_LEN]
+    return hmac_sha256(mac_key, sender_identity + receiver_identity + data)[:MAC_LEN]
 
 
 def _dh(priv: bytes, pub33: bytes) -> bytes:
@@ -61,12 +63,12 @@ def encrypt(state: _pb.SessionStructure, plaintext: bytes) -> bytes:
     ck = chain.chain_key
     key = ck.key
     index = ck.index
-    seed = _hdigest(key, _ONE, "sha256")
+    seed, next_key = chain_step(key)
     cipher_key, mac_key, iv = message_keys(seed)
     ct = cbc_encrypt(cipher_key, iv, plaintext)
     body = VERSION_BYTE + encode_signal_body(chain.sender_ratchet_key, index, state.previous_counter, ct)
-    mac = _hdigest(mac_key, state.local_identity_public + state.remote_identity_public + body, "sha256")[:MAC_LEN]
-    ck.key = _hdigest(key, _TWO, "sha256")
+    mac = hmac_sha256(mac_key, state.local_identity_public + state.remote_identity_public + body)[:MAC_LEN]
+    ck.key = next_key
     ck.index = index + 1
     return body + mac
 
@@ -125,14 +127,12 @@ def _message_seed_or_keys(
         while index < counter:
             mk = mks.add()
             mk.index = index
-            mk.seed = _hdigest(key, _ONE, "sha256")
-            key = _hdigest(key, _TWO, "sha256")
+            mk.seed, key = chain_step(key)
             index += 1
         excess = len(mks) - MAX_SKIPPED_KEYS_PER_CHAIN
         if excess > 0:
             del mks[:excess]
-    seed = _hdigest(key, _ONE, "sha256")
-    ck.key = _hdigest(key, _TWO, "sha256")
+    seed, ck.key = chain_step(key)
     ck.index = counter + 1
     return message_keys(seed)
 
@@ -159,9 +159,7 @@ def decrypt(
         except InvalidKeyError:
             raise DecryptionError("unusable ratchet key") from None
     cipher_key, mac_key, iv = _message_seed_or_keys(chain, message.counter, max_forward_jump)
-    expected = _hdigest(
-        mac_key, state.remote_identity_public + state.local_identity_public + message.mac_input, "sha256"
-    )
+    expected = hmac_sha256(mac_key, state.remote_identity_public + state.local_identity_public + message.mac_input)
     if not message.verify_mac(expected):
         raise DecryptionError("message could not be decrypted")
     pt = cbc_decrypt(cipher_key, iv, message.ciphertext)

@@ -163,13 +163,13 @@ class PreKeyRecord:
         ).SerializeToString()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PreKeyRecord:
+    def from_bytes(cls, data: bytes, *, trusted: bool = False) -> PreKeyRecord:
+        """``trusted``: a record we wrote; take its stored public key instead of recomputing it."""
         m = _parse_pb(_pb.PreKeyRecordStructure, data, "prekey record")
         assert isinstance(m, _pb.PreKeyRecordStructure)
         if len(m.private_key) != PRIVATE_KEY_LEN or m.id > MAX_PREKEY_ID:
             raise InvalidMessageError("prekey record: bad private key or id")
-        priv = PrivateKey(m.private_key)
-        return cls(m.id, KeyPair(priv))
+        return cls(m.id, _pair(m.private_key, m.public_key, trusted))
 
     def __repr__(self) -> str:
         return f"PreKeyRecord(id={self.id})"
@@ -201,12 +201,13 @@ class SignedPreKeyRecord:
         ).SerializeToString()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SignedPreKeyRecord:
+    def from_bytes(cls, data: bytes, *, trusted: bool = False) -> SignedPreKeyRecord:
+        """``trusted``: a record we wrote; take its stored public key instead of recomputing it."""
         m = _parse_pb(_pb.SignedPreKeyRecordStructure, data, "signed prekey record")
         assert isinstance(m, _pb.SignedPreKeyRecordStructure)
         if len(m.private_key) != PRIVATE_KEY_LEN or len(m.signature) != SIGNATURE_LEN or m.id > MAX_PREKEY_ID:
             raise InvalidMessageError("signed prekey record: bad field")
-        return cls(m.id, KeyPair(PrivateKey(m.private_key)), m.signature, m.timestamp)
+        return cls(m.id, _pair(m.private_key, m.public_key, trusted), m.signature, m.timestamp)
 
     def __repr__(self) -> str:
         return f"SignedPreKeyRecord(id={self.id}, timestamp={self.timestamp})"
@@ -219,11 +220,20 @@ def identity_to_bytes(pair: KeyPair) -> bytes:
     ).SerializeToString()
 
 
-def identity_from_bytes(data: bytes) -> KeyPair:
+def _pair(private: bytes, public: bytes, trusted: bool) -> KeyPair:
+    if trusted and len(public) == PUBLIC_KEY_LEN and public[0] == KEY_TYPE_DJB:
+        return KeyPair(PrivateKey(private), PublicKey(public[1:]))
+    return KeyPair(PrivateKey(private))
+
+
+def identity_from_bytes(data: bytes, *, trusted: bool = False) -> KeyPair:
+    """``trusted``: our own stored identity; take its public key instead of recomputing it."""
     m = _parse_pb(_pb.IdentityKeyPairStructure, data, "identity key pair")
     assert isinstance(m, _pb.IdentityKeyPairStructure)
     if len(m.private_key) != PRIVATE_KEY_LEN:
         raise InvalidMessageError("identity key pair: bad private key")
+    if trusted:
+        return _pair(m.private_key, m.public_key, True)
     pair = KeyPair(PrivateKey(m.private_key))
     if m.public_key and PublicKey.from_bytes(m.public_key) != pair.public:
         raise InvalidMessageError("identity key pair: public key does not match private key")

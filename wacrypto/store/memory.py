@@ -181,19 +181,48 @@ class MemoryTransaction:
 
 
 @final
+class _MemoryTransactionCM:
+    """``async with store.transaction()``: uncontended, the lock is taken without a scheduler
+    round trip (acquire_nowait); contended, it waits like ``trio.Lock.acquire``."""
+
+    __slots__ = ("_store", "_tx")
+
+    def __init__(self, store: MemoryKeyStore) -> None:
+        self._store = store
+        self._tx: MemoryTransaction | None = None
+
+    async def __aenter__(self) -> MemoryTransaction:
+        st = self._store
+        if st._busy:
+            while st._busy:
+                await st._waiters.park()
+        st._busy = True
+        self._tx = MemoryTransaction(st._data)
+        return self._tx
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        st = self._store
+        try:
+            if exc_type is None and self._tx is not None:
+                self._tx._commit()
+        finally:
+            st._busy = False
+            if st._waiters:
+                st._waiters.unpark()
+
+
+@final
 class MemoryKeyStore:
     """Reference store held in a dict. Transactions are serialized by one lock (memory is fast)."""
 
     def __init__(self) -> None:
         self._data: dict[tuple[str, Any], Any] = {}
         self._lock = trio.Lock()
+        self._busy = False  # a transaction is open (uncontended entry takes no scheduler round trip)
+        self._waiters = trio.lowlevel.ParkingLot()
 
-    @asynccontextmanager
-    async def transaction(self, *addresses: Address | str) -> AsyncIterator[Transaction]:
-        async with self._lock:
-            tx = MemoryTransaction(self._data)
-            yield tx
-            tx._commit()
+    def transaction(self, *addresses: Address | str) -> _MemoryTransactionCM:
+        return _MemoryTransactionCM(self)
 
     def snapshot(self) -> dict[tuple[str, Any], Any]:
         """A copy of everything committed (values are immutable), for tests and backups."""
