@@ -9,7 +9,9 @@ from wacrypto.address import Address
 from wacrypto.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
 from wacrypto.errors import *  # noqa: F403
 from wacrypto.errors import __all__ as _errors_all
+from wacrypto.groups import FanOutResult, GroupCipher, fan_out
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey
+from wacrypto.signal.fingerprint import Fingerprint, create_fingerprint
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.signal.records import PreKeyRecord, SessionRecord, SignedPreKeyRecord
 from wacrypto.store.memory import MemoryKeyStore
@@ -19,6 +21,9 @@ __all__ = [
     "__version__",
     "Address",
     "CiphertextMessage",
+    "FanOutResult",
+    "Fingerprint",
+    "GroupCipher",
     "KeyPair",
     "KeyStore",
     "MemoryKeyStore",
@@ -32,6 +37,8 @@ __all__ = [
     "SignedPreKeyRecord",
     "Transaction",
     "create_account",
+    "create_fingerprint",
+    "fan_out",
     "generate_prekeys",
     "get_bundle",
     "rotate_signed_prekey",

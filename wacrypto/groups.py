@@ -25,7 +25,7 @@ from wacrypto.errors import (
     NoSessionError,
     UntrustedIdentityError,
 )
-from wacrypto.limits import DEFAULT_MAX_GROUP_FORWARD_JUMP, MAX_FORWARD_JUMP_CEILING
+from wacrypto.limits import DEFAULT_MAX_GROUP_FORWARD_JUMP, MAX_FORWARD_JUMP_CEILING, MAX_GROUP_ID_LEN
 from wacrypto.primitives.keys import Rng, system_rng
 from wacrypto.signal import senderkeys
 from wacrypto.signal.senderkeys import SenderKeyRecord, SigningKeyCache
@@ -35,7 +35,7 @@ from wacrypto.wire.messages import SenderKeyDistributionMessage, SenderKeyMessag
 __all__ = ["FanOutResult", "GroupCipher", "SENDER_KEY_TYPE", "fan_out", "fan_out_in"]
 
 SENDER_KEY_TYPE: Final = 7  # message type of a SenderKeyMessage
-_MAX_GROUP_ID_LEN: Final = 1024  # group ids are short JIDs/UUIDs; bound what we hash and store
+_MAX_GROUP_ID_LEN: Final = MAX_GROUP_ID_LEN
 
 
 def _group_id(group_id: str) -> str:

@@ -37,6 +37,7 @@ MAX_SENDER_KEY_STATES: Final = 5  # states per (group, sender)
 MAX_SENDER_MESSAGE_KEYS: Final = 2000  # skipped group message keys stored per state
 DEFAULT_MAX_GROUP_FORWARD_JUMP: Final = 2000  # iterations a group message may jump ahead
 MAX_SENDER_KEY_RECORD_LEN: Final = 1024 * 1024  # serialized sender-key record
+MAX_GROUP_ID_LEN: Final = 1024  # group ids are short JIDs/UUIDs; bound what we hash and store
 
 # --------------------------------------------------------------------------- fingerprints
 FINGERPRINT_ITERATIONS: Final = 5200  # libsignal's default

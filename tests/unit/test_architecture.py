@@ -67,7 +67,8 @@ def test_public_api_is_curated() -> None:
         "__version__", "Address", "CiphertextMessage", "KeyPair", "KeyStore", "MemoryKeyStore",
         "PreKeyBundle", "PreKeyRecord", "PrivateKey", "PublicKey", "ReceivedMessage", "SessionCipher",
         "SessionRecord", "SignedPreKeyRecord", "Transaction", "create_account", "generate_prekeys",
-        "get_bundle", "rotate_signed_prekey",
+        "get_bundle", "rotate_signed_prekey", "FanOutResult", "Fingerprint", "GroupCipher", "create_fingerprint",
+        "fan_out",
     } | set(wacrypto.errors.__all__)
     assert set(wacrypto.__all__) == expected
     for name in wacrypto.__all__:
