@@ -41,7 +41,8 @@ fuzz: venv
 
 test: typecheck pytest fuzz
 
-bench: venv interop-setup
+bench: venv
+	bash tests/interop/setup.sh --axolotl-cpp
 	$(BIN)/python bench/run_all.py
 
 proto: venv

@@ -66,7 +66,10 @@ from wacrypto.store.memory import MemoryKeyStore  # noqa: E402
 from wacrypto.wire.messages import SenderKeyDistributionMessage, SenderKeyMessage  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-AXOLOTL_PY = ROOT / ".venv-axolotl" / "bin" / "python"
+# axolotl's fastest configuration (protobuf C++ runtime, `setup.sh --axolotl-cpp`) when installed
+AXOLOTL_PY = ROOT / ".venv-axolotl-cpp" / "bin" / "python"
+if not AXOLOTL_PY.exists():
+    AXOLOTL_PY = ROOT / ".venv-axolotl" / "bin" / "python"
 AXOLOTL_BENCH = ROOT / "bench" / "peers" / "axolotl_bench.py"
 ROUNDS = 5
 TARGET_SPEEDUP = 3.0

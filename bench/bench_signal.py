@@ -571,7 +571,10 @@ def run_peer(name: str, argv: list[str], timeout: float) -> dict[str, Any]:
 
 
 def peer_axolotl(seconds: float, size: int) -> dict[str, Any]:
-    py = ROOT / ".venv-axolotl" / "bin" / "python"
+    # axolotl's fastest configuration: protobuf's C++ runtime (Python 3.10 venv, `setup.sh --axolotl-cpp`)
+    py = ROOT / ".venv-axolotl-cpp" / "bin" / "python"
+    if not py.exists():
+        py = ROOT / ".venv-axolotl" / "bin" / "python"
     script = ROOT / "bench" / "peers" / "axolotl_bench.py"
     if not script.exists():
         return {"error": f"{script.relative_to(ROOT)} missing"}
