@@ -10,7 +10,8 @@ import hashlib
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 from wacrypto.errors import StoreError, StoreUnavailableError, UnsupportedServerError
@@ -47,13 +48,28 @@ def parse_mysql_version(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 class Conn:
-    """A DB-API connection with the three calls the engine needs."""
+    """A DB-API connection with the three calls the engine needs (plus ``send`` inside ``pipeline``)."""
+
+    pipelined = False  # True when ``pipeline()`` batches statements into one round trip
 
     def __init__(self, raw: Any, placeholder: str) -> None:
         self.raw = raw
         self._ph = placeholder
         self._cache: dict[str, str] = {}
         self.broken = False
+
+    def pipeline(self) -> AbstractContextManager[Any]:
+        """Statements sent inside are batched where the driver can (one round trip at the block's end).
+
+        Only ``send`` and ``executemany`` may be used inside; ``send``'s fetchers are called after the block.
+        An error in any statement is raised when the block ends.
+        """
+        return nullcontext()
+
+    def send(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Row]]:
+        """Execute (or, in a pipeline, queue) a statement; the returned function gives its rows."""
+        rows = self.query(sql, params)
+        return lambda: rows
 
     def _q(self, sql: str) -> str:
         if self._ph == "?":
@@ -148,6 +164,11 @@ class Dialect:
         """Try each key without waiting (one round trip); the keys obtained (held until the transaction ends)."""
         return set(keys)
 
+    def send_try_lock_many(self, conn: Conn, keys: Sequence[str]) -> Callable[[], set[str]]:
+        """``try_lock_many`` usable inside ``conn.pipeline()``: call the result after the block."""
+        got = self.try_lock_many(conn, keys)
+        return lambda: got
+
     def release_locks(self, conn: Conn, keys: Sequence[str]) -> None:
         return None
 
@@ -158,10 +179,10 @@ class Dialect:
         return None
 
     def begin(self, conn: Conn) -> None:
-        conn.execute(self.begin_sql)
+        conn.send(self.begin_sql)
 
     def commit(self, conn: Conn) -> None:
-        conn.execute("COMMIT")
+        conn.send("COMMIT")
 
     def rollback(self, conn: Conn) -> None:
         conn.execute("ROLLBACK")
@@ -234,6 +255,27 @@ class SQLiteDialect(Dialect):
         return isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc)
 
 
+class PgConn(Conn):
+    """psycopg 3 connection: ``pipeline()`` uses libpq pipeline mode."""
+
+    pipelined = True
+
+    def pipeline(self) -> AbstractContextManager[Any]:
+        return self.raw.pipeline()  # type: ignore[no-any-return]
+
+    def send(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Row]]:
+        cur = self.raw.cursor()
+        cur.execute(self._q(sql), tuple(params))
+
+        def fetch() -> list[Row]:
+            try:
+                return [tuple(r) for r in cur.fetchall()] if cur.description else []
+            finally:
+                cur.close()
+
+        return fetch
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     blob = "BYTEA"
@@ -272,7 +314,7 @@ class PostgresDialect(Dialect):
             raise
         raw.execute(f"SET lock_timeout = {int(self.busy_timeout_ms)}")
         self.server_version = f"PostgreSQL {text}"
-        return Conn(raw, "%s")
+        return PgConn(raw, "%s")
 
     def try_lock(self, conn: Conn, keys: Sequence[str]) -> bool:
         rows = conn.query(
@@ -283,12 +325,15 @@ class PostgresDialect(Dialect):
 
     def wait_lock(self, conn: Conn, keys: Sequence[str]) -> None:
         for k in sorted(keys):
-            conn.query("SELECT pg_advisory_xact_lock(?)", [_lock_id(k)])
+            conn.send("SELECT pg_advisory_xact_lock(?)", [_lock_id(k)])  # errors surface at the pipeline's end
 
     def try_lock_many(self, conn: Conn, keys: Sequence[str]) -> set[str]:
+        return self.send_try_lock_many(conn, keys)()
+
+    def send_try_lock_many(self, conn: Conn, keys: Sequence[str]) -> Callable[[], set[str]]:
         ids = {_lock_id(k): k for k in keys}
-        rows = conn.query("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k", [list(ids)])
-        return {ids[int(k)] for k, ok in rows if ok}
+        fetch = conn.send("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k", [list(ids)])
+        return lambda: {ids[int(k)] for k, ok in fetch() if ok}
 
     def migration_lock(self, conn: Conn) -> None:
         conn.query("SELECT pg_advisory_lock(?)", [_lock_id("\x00migrate")])

@@ -35,7 +35,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar, final
 
+import outcome
 import trio
+from trio.lowlevel import Abort, Task, current_task, current_trio_token, reschedule, wait_task_rescheduled
 
 from wacrypto.address import Address
 from wacrypto.errors import (
@@ -76,6 +78,56 @@ def _label(table: str, key: bytes) -> bytes:
 
 def _idb(i: int) -> bytes:
     return int(i).to_bytes(8, "big", signed=True)
+
+
+class _Gate:
+    """A one-shot event whose waiters are parked directly on the scheduler.
+
+    ``wait()`` cannot be cancelled (like an ``Event.wait`` inside a shielded cancel scope, without the cost
+    of a cancel scope per wait); ``wait(cancellable=True)`` can.
+    """
+
+    __slots__ = ("is_set", "_tasks")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._tasks: list[Task] = []
+
+    def set(self) -> None:
+        self.is_set = True
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            reschedule(t)
+
+    async def wait(self, *, cancellable: bool = False) -> None:
+        if self.is_set:
+            return
+        task = current_task()
+        self._tasks.append(task)
+        if not cancellable:
+            await wait_task_rescheduled(lambda _: Abort.FAILED)
+            return
+
+        def abort(_: Any) -> Abort:
+            self._tasks.remove(task)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+
+def _uncancellable_thread_call(fn: Callable[[], T]) -> Any:
+    """Run ``fn`` on a cached worker thread; the awaiting task cannot be cancelled meanwhile."""
+    task = current_task()
+    token = current_trio_token()
+
+    def deliver(result: outcome.Outcome[T]) -> None:
+        try:
+            token.run_sync_soon(reschedule, task, result)
+        except trio.RunFinishedError:  # pragma: no cover - the run ended under us
+            pass
+
+    trio.lowlevel.start_thread_soon(fn, deliver, name="wacrypto store lane")
+    return wait_task_rescheduled(lambda _: Abort.FAILED)
 
 
 class _Req:
@@ -155,15 +207,24 @@ class _Rows:
 
     def read_many(self, conn: Conn, table: str, keys: Sequence[str]) -> dict[str, bytes]:
         """Session records or identity keys of several addresses in one statement."""
+        return self.send_read_many(conn, table, keys)()
+
+    def send_read_many(self, conn: Conn, table: str, keys: Sequence[str]) -> Callable[[], dict[str, bytes]]:
+        """``read_many`` usable inside ``conn.pipeline()``: call the result after the block."""
         if not keys:
-            return {}
+            return dict
         by_kh = {_kh(k.encode()): k for k in keys}
-        marks = ", ".join("?" for _ in by_kh)
+        params: list[Any]
+        if self.d.name == "postgresql":
+            # one statement text for any number of keys, so the driver prepares it once
+            cond, params = "kh = ANY(?)", [list(by_kh)]
+        else:
+            cond, params = "kh IN (" + ", ".join("?" for _ in by_kh) + ")", [*by_kh]
         if table == "session":
-            rows = conn.query(f"SELECT kh, record FROM wa_session WHERE kh IN ({marks})", list(by_kh))
-            return {by_kh[bytes(kh)]: self.open("wa_session", bytes(kh), v) for kh, v in rows}
-        rows = conn.query(f"SELECT kh, identity_key FROM wa_identity WHERE kh IN ({marks})", list(by_kh))
-        return {by_kh[bytes(kh)]: bytes(v) for kh, v in rows}
+            fetch = conn.send(f"SELECT kh, record FROM wa_session WHERE {cond}", params)
+            return lambda: {by_kh[bytes(kh)]: self.open("wa_session", bytes(kh), v) for kh, v in fetch()}
+        fetch = conn.send(f"SELECT kh, identity_key FROM wa_identity WHERE {cond}", params)
+        return lambda: {by_kh[bytes(kh)]: bytes(v) for kh, v in fetch()}
 
     def keys(self, conn: Conn, table: str) -> list[Any]:
         if table == "prekey":
@@ -309,11 +370,11 @@ class _Lane:
         # trio side
         self.pending: list[_Req] = []
         self.busy = False
-        self.hop_done = trio.Event()
+        self.hop_done = _Gate()
         self.members = 0
         self.finished: list[SqlTransaction] = []
         self.closing = False
-        self.epoch_end = trio.Event()
+        self.epoch_end = _Gate()
         # worker side (only touched inside a hop)
         self.in_tx = False
         self.held: set[str] = set()
@@ -321,38 +382,44 @@ class _Lane:
 
     # ------------------------------------------------------------------ batching
     async def call(self, fn: Callable[[], T], admit: SqlTransaction | None = None) -> T:
+        # Every wait in here is uncancellable (a request, once queued, runs to completion).
         req = _Req(fn, admit)
         self.pending.append(req)
-        with trio.CancelScope(shield=True):
-            while not req.done:
-                if self.busy:
-                    await self.hop_done.wait()
-                    continue
-                self.busy = True
-                try:
-                    await trio.sleep(0)  # let transactions woken together queue their requests
-                    batch, self.pending = self.pending, []
-                    await trio.to_thread.run_sync(self._run_batch, batch, limiter=self.store._limiter)
-                finally:
-                    self.busy = False
-                    ev, self.hop_done = self.hop_done, trio.Event()
-                    ev.set()
+        while not req.done:
+            if self.busy:
+                await self.hop_done.wait()
+                continue
+            self.busy = True
+            try:
+                await trio.lowlevel.cancel_shielded_checkpoint()  # let transactions woken together queue theirs
+                batch, self.pending = self.pending, []
+                await _uncancellable_thread_call(lambda: self._run_batch(batch))
+            finally:
+                self.busy = False
+                ev, self.hop_done = self.hop_done, _Gate()
+                ev.set()
         if req.error is not None:
             raise req.error
         return req.result  # type: ignore[no-any-return]
 
     def _run_batch(self, batch: list[_Req]) -> None:
-        admits = [r for r in batch if r.admit is not None]
-        if len(admits) > 1:
-            self._t_admit_many(admits)
-        for req in batch:
-            if req.done:
-                continue
-            try:
-                req.result = req.fn()
-            except BaseException as exc:  # noqa: BLE001 - delivered to the waiting task
-                req.error = exc
-            req.done = True
+        try:
+            admits = [r for r in batch if r.admit is not None]
+            if len(admits) > 1:
+                self._t_admit_many(admits)
+            for req in batch:
+                if req.done:
+                    continue
+                try:
+                    req.result = req.fn()
+                except BaseException as exc:  # noqa: BLE001 - delivered to the waiting task
+                    req.error = exc
+                req.done = True
+        except BaseException as exc:  # noqa: BLE001 - never leave a waiting request without an answer
+            for req in batch:
+                if not req.done:
+                    req.error = exc
+                    req.done = True
 
     # ------------------------------------------------------------------ worker-side steps
     def _ensure_conn(self) -> Conn:
@@ -371,69 +438,18 @@ class _Lane:
         return err
 
     def _t_admit(self, tx: SqlTransaction) -> bool:
-        d = self.store.dialect
         try:
-            conn = self._ensure_conn()
-            if not self.in_tx:
-                d.begin(conn)
-                self.in_tx = True
-                self.held = set()
-                self.poisoned = False
-            if d.locks_per_address:
-                need = [k for k in tx.keys if k not in self.held]
-                if need:
-                    if not self.held:
-                        d.wait_lock(conn, need)
-                    elif not d.try_lock(conn, need):
-                        return False
-                    self.held.update(need)
-            rows = self.store._rows
-            for k in tx.keys:
-                if k:
-                    tx.prefetched[("session", k)] = rows.read(conn, "session", k)
-                    tx.prefetched[("identity", k)] = rows.read(conn, "identity", k)
-            return True
+            return bool(self._admit([tx]))
         except BaseException as exc:
             self.poisoned = True
             raise self._fail(exc) from exc
 
     def _t_admit_many(self, reqs: list[_Req]) -> None:
         """Admit several transactions with one lock statement and one read per table (one hop)."""
-        d = self.store.dialect
-        txs = [r.admit for r in reqs if r.admit is not None]
         try:
-            conn = self._ensure_conn()
-            if not self.in_tx:
-                d.begin(conn)
-                self.in_tx = True
-                self.held = set()
-                self.poisoned = False
-            admitted: list[SqlTransaction] = []
-            if d.locks_per_address:
-                rest = txs
-                if not self.held:
-                    d.wait_lock(conn, txs[0].keys)
-                    self.held.update(txs[0].keys)
-                    rest = txs[1:]
-                want = sorted({k for t in rest for k in t.keys} - self.held)
-                if want:
-                    self.held.update(d.try_lock_many(conn, want))
-                admitted = [t for t in txs if all(k in self.held for k in t.keys)]
-            else:
-                admitted = txs
-            keys = sorted({k for t in admitted for k in t.keys if k})
-            sessions = self.store._rows.read_many(conn, "session", keys)
-            idents = self.store._rows.read_many(conn, "identity", keys)
-            ok = {id(t) for t in admitted}
+            ok = self._admit([r.admit for r in reqs if r.admit is not None])
             for r in reqs:
-                t = r.admit
-                assert t is not None
-                if id(t) in ok:
-                    for k in t.keys:
-                        if k:
-                            t.prefetched[("session", k)] = sessions.get(k)
-                            t.prefetched[("identity", k)] = idents.get(k)
-                r.result = id(t) in ok
+                r.result = id(r.admit) in ok
                 r.done = True
         except BaseException as exc:
             self.poisoned = True
@@ -441,6 +457,53 @@ class _Lane:
             for r in reqs:
                 r.error = err
                 r.done = True
+
+    def _admit(self, txs: list[SqlTransaction]) -> set[int]:
+        """Open the database transaction if needed, lock and read ahead; the ids of the admitted ones.
+
+        On PostgreSQL every statement goes in one pipeline: one round trip. The rows are read after the
+        locks (in statement order), for every candidate; those of transactions not admitted are dropped.
+        """
+        d = self.store.dialect
+        rows = self.store._rows
+        conn = self._ensure_conn()
+        first: list[str] = []
+        got: Callable[[], set[str]] | None = None
+        with conn.pipeline():
+            if not self.in_tx:
+                d.begin(conn)
+                self.in_tx = True
+                self.held = set()
+                self.poisoned = False
+            if d.locks_per_address:
+                rest = txs
+                if not self.held:
+                    # holding nothing, this epoch may wait without risk of a deadlock between processes
+                    first = [k for k in txs[0].keys]
+                    d.wait_lock(conn, first)
+                    rest = txs[1:]
+                want = sorted({k for t in rest for k in t.keys} - self.held - set(first))
+                if want:
+                    got = d.send_try_lock_many(conn, want)
+            keys = sorted({k for t in txs for k in t.keys if k})
+            f_sessions = rows.send_read_many(conn, "session", keys)
+            f_idents = rows.send_read_many(conn, "identity", keys)
+        self.held.update(first)
+        if got is not None:
+            self.held.update(got())
+        sessions = f_sessions()
+        idents = f_idents()
+        held = self.held
+        ok: set[int] = set()
+        for t in txs:
+            if d.locks_per_address and not all(k in held for k in t.keys):
+                continue
+            ok.add(id(t))
+            for k in t.keys:
+                if k:
+                    t.prefetched[("session", k)] = sessions.get(k)
+                    t.prefetched[("identity", k)] = idents.get(k)
+        return ok
 
     def _t_read(self, fn: Callable[[Conn], T]) -> T:
         if self.conn is None or not self.in_tx:
@@ -469,11 +532,12 @@ class _Lane:
                         merged.clear()
                         wipe = True
                     merged.update(t.overlay)
-                if wipe:
-                    for table in ACCOUNT_TABLES:
-                        conn.execute(f"DELETE FROM {table}")
-                store._rows.apply(conn, merged, time.time())
-                d.commit(conn)
+                with conn.pipeline():  # PostgreSQL: the writes and the COMMIT in one round trip
+                    if wipe:
+                        for table in ACCOUNT_TABLES:
+                            conn.send(f"DELETE FROM {table}")
+                    store._rows.apply(conn, merged, time.time())
+                    d.commit(conn)
             else:
                 d.rollback(conn)
         except BaseException as exc:
@@ -495,7 +559,7 @@ class _Lane:
     async def join(self, tx: SqlTransaction) -> None:
         while True:
             while self.closing:
-                await self.epoch_end.wait()
+                await self.epoch_end.wait(cancellable=True)
             self.members += 1
             try:
                 admitted = await self.call(lambda: self._t_admit(tx), admit=tx)
@@ -508,8 +572,7 @@ class _Lane:
             self.closing = True
             ev = self.epoch_end
             await self._leave()
-            with trio.CancelScope(shield=True):
-                await ev.wait()
+            await ev.wait()
 
     async def _leave(self) -> None:
         self.members -= 1
@@ -521,14 +584,12 @@ class _Lane:
             self.finished.append(tx)
             self.closing = True
             ev = self.epoch_end
-            with trio.CancelScope(shield=True):
-                await self._leave()
-                await ev.wait()
+            await self._leave()  # uncancellable: its only waits are inside call()
+            await ev.wait()
             if tx.commit_error is not None:
                 raise tx.commit_error
         else:
-            with trio.CancelScope(shield=True):
-                await self._leave()
+            await self._leave()
 
     async def _end_epoch(self) -> None:
         self.closing = True
@@ -542,7 +603,7 @@ class _Lane:
                 t.commit_error = err
         finally:
             self.closing = False
-            self.epoch_end = trio.Event()
+            self.epoch_end = _Gate()
             ev.set()
 
     def close(self) -> None:
@@ -659,11 +720,28 @@ class SqlTransaction:
         return v if isinstance(v, bytes) else None
 
     async def load_sessions(self, addresses: Sequence[Address]) -> dict[Address, bytes]:
-        out = {}
+        out: dict[Address, bytes] = {}
+        missing: dict[str, Address] = {}
         for a in addresses:
-            v = await self.load_session(a)
-            if v is not None:
+            k = ("session", _addr_key(a))
+            if k in self.overlay:
+                v = self.overlay[k]
+            elif self.wiped:
+                v = None
+            elif k in self.prefetched:
+                v = self.prefetched[k]
+            else:
+                missing[k[1]] = a
+                continue
+            if isinstance(v, bytes):
                 out[a] = v
+        if missing:
+            rows = self._store._rows
+            lane = self._lane
+            keys = list(missing)
+            found = await lane.call(lambda: lane._t_read(lambda c: rows.read_many(c, "session", keys)))
+            for ak, rec in found.items():
+                out[missing[ak]] = rec
         return out
 
     async def store_session(self, address: Address, record: bytes) -> None:
@@ -848,13 +926,22 @@ class SqlKeyStore:
         return self._lanes[zlib.crc32(keys[0].encode()) % len(self._lanes)]
 
     async def _lock_addresses(self, keys: list[str]) -> None:
+        locks = self._addr_locks
         for k in keys:
-            lock, n = self._addr_locks.get(k) or (trio.Lock(), 0)
-            self._addr_locks[k] = (lock, n + 1)
+            ent = locks.get(k)
+            if ent is None:
+                # uncontended (the common case): no wait, no checkpoint
+                lock = trio.Lock()
+                lock.acquire_nowait()
+                locks[k] = (lock, 1)
+                continue
+            lock, n = ent
+            locks[k] = (lock, n + 1)
             try:
                 await lock.acquire()
             except BaseException:
                 self._unref(k)
+                self._unlock_addresses(keys[: keys.index(k)])  # the ones already held
                 raise
 
     def _unref(self, k: str) -> None:
