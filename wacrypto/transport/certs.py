@@ -15,8 +15,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Final, final
 
-from google.protobuf.message import DecodeError
-
+from wacrypto.transport._pb import DECODE_ERRORS
 from wacrypto._proto import noise_pb2
 from wacrypto.errors import CertificateError, InvalidArgumentError
 from wacrypto.limits import SIGNATURE_LEN
@@ -56,14 +55,15 @@ class CertDetails:
             not_before=self.not_before,
             not_after=self.not_after,
         )
-        return m.SerializeToString(deterministic=True)
+        out: bytes = m.SerializeToString(deterministic=True)
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CertDetails:
         m = noise_pb2.CertChain.NoiseCertificate.Details()
         try:
             m.ParseFromString(data)
-        except (DecodeError, ValueError, RuntimeError):
+        except DECODE_ERRORS:
             raise CertificateError("malformed certificate details") from None
         for field in ("serial", "issuer_serial", "key", "not_before", "not_after"):
             if not m.HasField(field):
@@ -133,7 +133,8 @@ class CertChain:
         m = noise_pb2.CertChain()
         self.leaf._to_pb(m.leaf)
         self.intermediate._to_pb(m.intermediate)
-        return m.SerializeToString(deterministic=True)
+        out: bytes = m.SerializeToString(deterministic=True)
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CertChain:
@@ -143,7 +144,7 @@ class CertChain:
         m = noise_pb2.CertChain()
         try:
             m.ParseFromString(data)
-        except (DecodeError, ValueError, RuntimeError):
+        except DECODE_ERRORS:
             raise CertificateError("malformed certificate chain") from None
         if not m.HasField("leaf") or not m.HasField("intermediate"):
             raise CertificateError("certificate chain lacks a leaf or an intermediate")

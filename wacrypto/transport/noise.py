@@ -50,6 +50,7 @@ __all__ = [
 DH_LEN: Final = 32
 HASH_LEN: Final = 32
 _NONCE: Final = struct.Struct(">8xI")
+_NONCE_PACK: Final = _NONCE.pack
 
 
 class Role(enum.Enum):
@@ -109,21 +110,22 @@ class CipherState:
     def counter(self) -> int:
         return self._n
 
-    def _next_nonce(self) -> bytes:
+    def encrypt(self, plaintext: bytes, ad: bytes | None = None) -> bytes:
         n = self._n
         if n > MAX_NOISE_COUNTER:
             raise ConnectionClosedError("noise counter exhausted; reconnect")
         self._n = n + 1
-        return _NONCE.pack(n)
-
-    def encrypt(self, plaintext: bytes, ad: bytes | None = None) -> bytes:
-        return self._aead.encrypt(self._next_nonce(), plaintext, ad)
+        return self._aead.encrypt(_NONCE_PACK(n), plaintext, ad)
 
     def decrypt(self, ciphertext: bytes, ad: bytes | None = None) -> bytes:
         if len(ciphertext) < NOISE_TAG_LEN:
             raise FrameError("frame shorter than an authentication tag")
+        n = self._n
+        if n > MAX_NOISE_COUNTER:
+            raise ConnectionClosedError("noise counter exhausted; reconnect")
+        self._n = n + 1
         try:
-            return self._aead.decrypt(self._next_nonce(), ciphertext, ad)
+            return self._aead.decrypt(_NONCE_PACK(n), ciphertext, ad)
         except InvalidTag:
             raise FrameError("frame failed authentication") from None
 
