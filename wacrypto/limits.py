@@ -43,12 +43,16 @@ MAX_GROUP_ID_LEN: Final = 1024  # group ids are short JIDs/UUIDs; bound what we 
 FINGERPRINT_ITERATIONS: Final = 5200  # libsignal's default
 MAX_FINGERPRINT_ITERATIONS: Final = 100_000  # bound the work a caller may ask for
 MAX_STABLE_ID_LEN: Final = 1024  # stable identifier bytes hashed into a fingerprint
+MAX_SCANNABLE_FINGERPRINT_LEN: Final = 256  # a CombinedFingerprints is ~76 bytes; refuse more before parsing
 
 # --------------------------------------------------------------------------- store
 DEFAULT_PLAINTEXT_RETENTION_DAYS: Final = 14  # handled dedup entries kept this long
 DEFAULT_LEASE_SECONDS: Final = 30.0  # instance lease lifetime without heartbeat
 DEFAULT_SQL_POOL_SIZE: Final = 8  # pooled connections per SQL store
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS: Final = 10_000  # wait this long for a locked SQLite database
+DEFAULT_BACKUP_SCRYPT_LOG2_N: Final = 15  # 32 MiB of memory per derivation
+MAX_BACKUP_SCRYPT_LOG2_N: Final = 20  # refuse archives asking for absurd work
+MAX_BACKUP_PLAINTEXT: Final = 1 << 30  # 1 GiB decompressed
 
 # --------------------------------------------------------------------------- media
 DEFAULT_MEDIA_MAX_BYTES: Final = 64 * 1024 * 1024  # upload limit per file on the platform
@@ -56,6 +60,8 @@ MEDIA_MAC_LEN: Final = 10  # truncated HMAC-SHA256 appended to a media blob
 MEDIA_KEY_LEN: Final = 32  # random media key
 MEDIA_SIDECAR_CHUNK: Final = 65536  # streaming sidecar chunk size
 MEDIA_IO_CHUNK: Final = 1024 * 1024  # read/write unit of the streaming pipeline
+DEFAULT_PARTIAL_GRACE: Final = 3600.0  # seconds before an abandoned temporary file counts as stale
+DEFAULT_MEDIA_HTTP_TIMEOUT: Final = 60.0  # seconds without progress on one read/write before httpx gives up
 
 # --------------------------------------------------------------------------- transport
 FRAME_LEN_BYTES: Final = 3  # big-endian length prefix
@@ -75,3 +81,8 @@ DEFAULT_STABLE_PERIOD: Final = 60.0  # connected this long resets the backoff
 DEFAULT_SEND_QUEUE: Final = 256  # bounded outgoing channel
 DEFAULT_RECV_QUEUE: Final = 256  # bounded incoming channel
 MAX_DETERMINISTIC_RETRIES: Final = 5  # e.g. certificate failures: stop retrying after this many
+MAX_CERT_CHAIN_LEN: Final = 4096  # a chain is ~300 bytes; refuse anything absurd before parsing
+MAX_STANZA_ID_LEN: Final = 128  # message/ack ids are short opaque strings; bound what we store per id
+MAX_USER_AGENT_LEN: Final = 256  # client payload user agent
+MAX_ERROR_TEXT_LEN: Final = 1024  # stream error text shown to operators
+MAX_PROXY_RESPONSE: Final = 8192  # bytes of HTTP CONNECT response headers accepted

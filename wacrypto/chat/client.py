@@ -26,6 +26,8 @@ messages across reconnects is the outbox's job (it lives in the store), not this
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import math
 import random
 import time
@@ -81,7 +83,7 @@ from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChan
 
 __all__ = ["ChatClient", "ChatClientConfig", "open_chat_client", "stream_error_to_exception"]
 
-MAX_PROXY_RESPONSE: Final = 8192  # bytes of HTTP CONNECT response headers accepted
+MAX_PROXY_RESPONSE: Final = _limits.MAX_PROXY_RESPONSE
 _FATAL_CODES: Final = {
     StreamErrorCode.CONFLICT: ConflictError,
     StreamErrorCode.LOGGED_OUT: LoggedOutError,

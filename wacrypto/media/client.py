@@ -24,6 +24,8 @@ host with exponential backoff and jitter; other failures surface as
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import json
 import random
 import tempfile
@@ -52,7 +54,7 @@ __all__ = ["MediaClient", "UploadResult", "upload_path"]
 _EXPIRED: Final = frozenset({403, 404, 410})
 _RETRY_STATUS: Final = frozenset({408, 425, 429})
 _THREAD_MIN: Final = 64 * 1024
-_DEFAULT_HTTP_TIMEOUT: Final = 60.0  # seconds without progress on one read/write before httpx gives up
+_DEFAULT_HTTP_TIMEOUT: Final = _limits.DEFAULT_MEDIA_HTTP_TIMEOUT
 
 
 @final

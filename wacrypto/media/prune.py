@@ -10,6 +10,8 @@ raised, so one unreadable file does not stop the clean-up.
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import os
 import re
 import stat
@@ -25,7 +27,7 @@ __all__ = ["PruneResult", "parse_duration", "prune"]
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-DEFAULT_PARTIAL_GRACE: Final = 3600.0  # seconds before an abandoned temporary file counts as stale
+DEFAULT_PARTIAL_GRACE: Final = _limits.DEFAULT_PARTIAL_GRACE
 
 
 def parse_duration(text: str) -> float:

@@ -10,6 +10,8 @@ Pure: bytes in, bytes out.
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import hashlib
 import hmac
 from typing import Final, final
@@ -38,7 +40,7 @@ __all__ = [
 SCANNABLE_VERSION: Final = 1  # stable ids are phone numbers (2: account UUIDs)
 _HASH_VERSION: Final = b"\x00\x00"  # fingerprint hash format version
 _SCANNABLE_LEN: Final = 32  # bytes of each side's hash in the scannable form
-_MAX_SCANNABLE_LEN: Final = 256  # a CombinedFingerprints is ~76 bytes; refuse more before parsing
+_MAX_SCANNABLE_LEN: Final = _limits.MAX_SCANNABLE_FINGERPRINT_LEN
 
 
 def _identity(key: bytes, what: str) -> bytes:

@@ -11,6 +11,8 @@ file all give :class:`BackupError`; nothing is restored from a bad archive.
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import hashlib
 import os
 import struct
@@ -28,9 +30,9 @@ __all__ = ["write_archive", "read_archive", "MAGIC"]
 MAGIC: Final = b"WACRYPTO-BACKUP\x00"
 VERSION: Final = 1
 KDF_SCRYPT: Final = 1
-DEFAULT_LOG2_N: Final = 15  # 32 MiB of memory per derivation
-MAX_LOG2_N: Final = 20  # refuse archives asking for absurd work
-MAX_ARCHIVE_PLAINTEXT: Final = 1 << 30  # 1 GiB decompressed
+DEFAULT_LOG2_N: Final = _limits.DEFAULT_BACKUP_SCRYPT_LOG2_N
+MAX_LOG2_N: Final = _limits.MAX_BACKUP_SCRYPT_LOG2_N
+MAX_ARCHIVE_PLAINTEXT: Final = _limits.MAX_BACKUP_PLAINTEXT
 _HEADER: Final = struct.Struct(">16sBBBBB16s12s")
 
 

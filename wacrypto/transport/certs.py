@@ -11,6 +11,8 @@ failing closed with :class:`CertificateError` on the first problem:
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import hmac
 from dataclasses import dataclass
 from typing import Final, final
@@ -27,7 +29,7 @@ __all__ = ["CertChain", "CertDetails", "NoiseCertificate"]
 _KEY_LEN: Final = 32
 _MAX_UINT32: Final = 0xFFFFFFFF
 _MAX_UINT64: Final = (1 << 64) - 1
-MAX_CERT_CHAIN_LEN: Final = 4096  # a chain is ~300 bytes; refuse anything absurd before parsing
+MAX_CERT_CHAIN_LEN: Final = _limits.MAX_CERT_CHAIN_LEN
 
 
 @final

@@ -12,6 +12,8 @@ Parsing untrusted bytes raises only :class:`HandshakeError` (handshake) or :clas
 
 from __future__ import annotations
 
+import wacrypto.limits as _limits
+
 import enum
 from dataclasses import dataclass
 from typing import Final, final
@@ -37,9 +39,9 @@ __all__ = [
     "encode_stanza",
 ]
 
-MAX_STANZA_ID_LEN: Final = 128  # message/ack ids are short opaque strings; bound what we store per id
-MAX_USER_AGENT_LEN: Final = 256  # client payload user agent
-MAX_ERROR_TEXT_LEN: Final = 1024  # stream error text shown to operators
+MAX_STANZA_ID_LEN: Final = _limits.MAX_STANZA_ID_LEN
+MAX_USER_AGENT_LEN: Final = _limits.MAX_USER_AGENT_LEN
+MAX_ERROR_TEXT_LEN: Final = _limits.MAX_ERROR_TEXT_LEN
 _MAX_UINT32: Final = 0xFFFFFFFF
 _MAX_UINT64: Final = (1 << 64) - 1
 
