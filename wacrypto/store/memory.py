@@ -217,7 +217,6 @@ class MemoryKeyStore:
 
     def __init__(self) -> None:
         self._data: dict[tuple[str, Any], Any] = {}
-        self._lock = trio.Lock()
         self._busy = False  # a transaction is open (uncontended entry takes no scheduler round trip)
         self._waiters = trio.lowlevel.ParkingLot()
 
@@ -234,13 +233,13 @@ class MemoryKeyStore:
 
     async def wipe(self) -> None:
         """Delete everything (the account starts over)."""
-        async with self._lock:
+        async with _MemoryTransactionCM(self):  # exclusive with transactions
             self._data.clear()
 
     async def dump(self) -> StoreDump:
         """Every committed row in the backend-neutral form used by backup/restore."""
         d = StoreDump()
-        async with self._lock:
+        async with _MemoryTransactionCM(self):  # exclusive with transactions
             for (table, key), v in self._data.items():
                 if table == "local":
                     d.local = v
@@ -275,7 +274,7 @@ class MemoryKeyStore:
         data.update({("meta", k): v for k, v in dump.meta.items()})
         data.update({("received", k): v for k, v in dump.received.items()})
         data.update({("outbox", k): v for k, v in dump.outbox.items()})
-        async with self._lock:
+        async with _MemoryTransactionCM(self):  # exclusive with transactions
             self._data.clear()
             self._data.update(data)
 
