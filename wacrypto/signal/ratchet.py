@@ -74,7 +74,9 @@ def encrypt(state: _pb.SessionStructure, plaintext: bytes) -> bytes:
 
 
 def _find_receiver_chain(state: _pb.SessionStructure, ratchet_key: bytes) -> _pb.SessionStructure.Chain | None:
-    for c in state.receiver_chains:
+    chains = state.receiver_chains
+    for i in range(len(chains) - 1, -1, -1):  # newest (most likely) first
+        c = chains[i]
         if c.sender_ratchet_key == ratchet_key:
             return c
     return None
@@ -165,7 +167,8 @@ def decrypt(
     pt = cbc_decrypt(cipher_key, iv, message.ciphertext)
     if pt is None:
         raise DecryptionError("message could not be decrypted")
-    state.ClearField("pending_pre_key")
+    if state.HasField("pending_pre_key"):
+        state.ClearField("pending_pre_key")
     return pt
 
 

@@ -132,9 +132,10 @@ class SignalMessage:
         assert isinstance(m, _pb.SignalMessage)
         if not (m.HasField("ratchet_key") and m.HasField("counter") and m.HasField("ciphertext")):
             raise InvalidMessageError("SignalMessage: missing field")
-        if not m.ciphertext or len(m.ciphertext) % 16:
+        ct = m.ciphertext
+        if not ct or len(ct) % 16:
             raise InvalidMessageError("SignalMessage: ciphertext is not whole AES blocks")
-        return cls(v, _check_key(m.ratchet_key, "ratchet key"), m.counter, m.previous_counter, m.ciphertext, data)
+        return cls(v, _check_key(m.ratchet_key, "ratchet key"), m.counter, m.previous_counter, ct, data)
 
     def to_bytes(self) -> bytes:
         return self.serialized
