@@ -44,11 +44,6 @@ def _select() -> tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]:
 _enc_ctx, _dec_ctx = _select()
 
 
-def pkcs7_pad(data: bytes) -> bytes:
-    n = 16 - (len(data) & 15)
-    return data + _PADS[n]
-
-
 def pkcs7_unpad(data: bytes) -> bytes | None:
     """Strict PKCS#7 removal; None if the padding is malformed."""
     if not data or len(data) & 15:

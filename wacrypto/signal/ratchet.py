@@ -49,10 +49,6 @@ def root_step(root_key: bytes, dh: bytes) -> tuple[bytes, bytes]:
     return out[:32], out[32:]
 
 
-def compute_mac(mac_key: bytes, sender_identity: bytes, receiver_identity: bytes, data: bytes) -> bytes:
-    return hmac_sha256(mac_key, sender_identity + receiver_identity + data)[:MAC_LEN]
-
-
 def _dh(priv: bytes, pub33: bytes) -> bytes:
     return x25519(priv, pub33[1:])
 

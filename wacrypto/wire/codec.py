@@ -21,9 +21,5 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def field_varint(tag: bytes, n: int) -> bytes:
-    return tag + varint(n)
-
-
 def field_bytes(tag: bytes, data: bytes) -> bytes:
     return tag + varint(len(data)) + data
