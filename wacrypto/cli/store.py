@@ -8,11 +8,14 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from wacrypto.errors import BackupError, InvalidArgumentError, WacryptoError
+
+if TYPE_CHECKING:
+    from wacrypto.store.dump import StoreDump
 
 ENV_PASSWORD = "WACRYPTO_BACKUP_PASSWORD"
 
@@ -71,7 +74,6 @@ async def _backup(args: argparse.Namespace) -> int:
 
 
 async def _restore(args: argparse.Namespace) -> int:
-    from wacrypto.store import open_store
     from wacrypto.store.backup import read_archive
 
     try:
@@ -80,6 +82,15 @@ async def _restore(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BackupError(f"cannot read {args.inp}: {exc.strerror}") from None
     dump = read_archive(data, _password(confirm=False))
+    await _load_into(args, dump)
+    print(json.dumps({"restored": dump.counts()}))
+    return 0
+
+
+async def _load_into(args: argparse.Namespace, dump: StoreDump) -> None:
+    """Replace the account in ``args.store`` with ``dump``; refuse a non-empty store without --force."""
+    from wacrypto.store import open_store
+
     store = await open_store(args.store, **_store_kw(args))
     try:
         if not args.force:
@@ -89,8 +100,6 @@ async def _restore(args: argparse.Namespace) -> int:
         await store.load(dump)
     finally:
         await store.aclose()
-    print(json.dumps({"restored": dump.counts()}))
-    return 0
 
 
 async def _migrate(args: argparse.Namespace) -> int:
@@ -106,19 +115,10 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from wacrypto.store import open_store
     from wacrypto.store.importers import import_axolotl, import_whatsmeow
 
     dump = import_axolotl(args.source) if args.kind == "axolotl" else import_whatsmeow(args.source, args.jid)
-    store = await open_store(args.store, **_store_kw(args))
-    try:
-        if not args.force:
-            existing = await store.dump()
-            if existing.local is not None or existing.sessions:
-                raise InvalidArgumentError("the target store already holds an account; use --force to replace it")
-        await store.load(dump)
-    finally:
-        await store.aclose()
+    await _load_into(args, dump)
     print(json.dumps({"imported": dump.counts()}))
     return 0
 
