@@ -78,10 +78,12 @@ async def create_account(
 
 
 async def local_identity(tx: Transaction) -> tuple[KeyPair, int]:
+    """The account's identity key pair and registration id (raises NoIdentityError before setup)."""
     local = await tx.get_local_identity()
     if local is None:
         raise NoIdentityError("no local identity: create the account first")
-    return identity_from_bytes(local.identity_pair), local.registration_id
+    # we wrote this row ourselves: skip re-deriving the public key
+    return identity_from_bytes(local.identity_pair, trusted=True), local.registration_id
 
 
 async def generate_prekeys(store: KeyStore, count: int = DEFAULT_PREKEY_BATCH, *, rng: Rng = system_rng) -> list[PreKeyRecord]:

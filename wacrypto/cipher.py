@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final, final
 
 from wacrypto._proto import storage_pb2 as _pb
+from wacrypto.account import local_identity
 from wacrypto.address import Address
 from wacrypto.errors import (
     DecryptionError,
@@ -21,7 +22,6 @@ from wacrypto.errors import (
     InvalidArgumentError,
     InvalidMessageError,
     InvalidSignatureError,
-    NoIdentityError,
     NoPreKeyError,
     NoSessionError,
     NoSignedPreKeyError,
@@ -29,14 +29,13 @@ from wacrypto.errors import (
     UntrustedIdentityError,
 )
 from wacrypto.limits import DEFAULT_MAX_FORWARD_JUMP, MAX_FORWARD_JUMP_CEILING, MAX_PLAINTEXT_LEN
-from wacrypto.primitives.keys import KeyPair, Rng, clamp, system_rng
+from wacrypto.primitives.keys import Rng, clamp, system_rng
 from wacrypto.signal import ratchet
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.signal.records import (
     PreKeyRecord,
     SessionRecord,
     SignedPreKeyRecord,
-    identity_from_bytes,
 )
 from wacrypto.store.protocols import KeyStore, OutboxEntry, Transaction
 from wacrypto.wire.messages import PreKeySignalMessage, SignalMessage, encode_prekey_message
@@ -74,13 +73,6 @@ def message_digest(address: Address, msg_type: int, body: bytes) -> bytes:
     """Dedup key of a received message: SHA-256 over sender address and ciphertext."""
     a = str(address).encode()
     return hashlib.sha256(len(a).to_bytes(4, "big") + a + bytes((msg_type,)) + body).digest()
-
-
-async def load_local_identity(tx: Transaction) -> tuple[KeyPair, int]:
-    local = await tx.get_local_identity()
-    if local is None:
-        raise NoIdentityError("no local identity: create the account first")
-    return identity_from_bytes(local.identity_pair, trusted=True), local.registration_id
 
 
 def _decrypt_with_record(
@@ -176,7 +168,7 @@ class SessionCipher:
         await self._process_verified_bundle(tx, address, bundle)
 
     async def _process_verified_bundle(self, tx: Transaction, address: Address, bundle: PreKeyBundle) -> None:
-        identity, registration_id = await load_local_identity(tx)
+        identity, registration_id = await local_identity(tx)
         await self._check_trust(tx, address, bundle.identity_key)
         base_priv = clamp(self._rng(32))
         try:
@@ -282,7 +274,7 @@ class SessionCipher:
         return pt
 
     async def _decrypt_prekey(self, tx: Transaction, address: Address, message: PreKeySignalMessage) -> bytes:
-        identity, registration_id = await load_local_identity(tx)
+        identity, registration_id = await local_identity(tx)
         await self._check_trust(tx, address, message.identity_key)
         raw = await tx.load_session(address)
         rec = SessionRecord._trusted(raw) if raw else SessionRecord()
