@@ -16,6 +16,7 @@ class Address:
     name: str
     device_id: int = 1
     _hash: int = field(default=0, init=False, repr=False, compare=False)
+    _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -25,12 +26,13 @@ class Address:
         if not isinstance(self.device_id, int) or not 0 <= self.device_id <= 0xFFFFFFFF:
             raise InvalidArgumentError("device id must be a uint32")
         object.__setattr__(self, "_hash", hash((self.name, self.device_id)))
+        object.__setattr__(self, "_text", f"{self.name}.{self.device_id}")
 
     def __hash__(self) -> int:  # cached: addresses key every store lookup
         return self._hash
 
-    def __str__(self) -> str:
-        return f"{self.name}.{self.device_id}"
+    def __str__(self) -> str:  # cached: it names every store row and lock
+        return self._text
 
     @classmethod
     def parse(cls, text: str) -> Address:

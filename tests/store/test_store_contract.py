@@ -152,6 +152,38 @@ async def test_same_address_is_serialized(store: KeyStore) -> None:
         assert await tx.load_session(BOB) == b"60"
 
 
+async def test_cancelled_waiter_leaves_the_addresses_usable(store: KeyStore) -> None:
+    """A transaction cancelled while it waits for a busy address holds nothing afterwards."""
+    carol = Address("carol", 3)
+    holding = trio.Event()
+    release = trio.Event()
+
+    async def holder() -> None:
+        async with store.transaction(BOB) as tx:
+            await tx.store_session(BOB, b"held")
+            holding.set()
+            await release.wait()
+
+    async def waiter() -> None:
+        with trio.move_on_after(0.05) as scope:
+            async with store.transaction(BOB, carol) as tx:  # BOB is busy: waits, then is cancelled
+                await tx.store_session(carol, b"never")
+        assert scope.cancelled_caught
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(holder)
+        await holding.wait()
+        await waiter()
+        release.set()
+    with trio.fail_after(5):
+        async with store.transaction(carol, BOB) as tx:
+            assert await tx.load_session(carol) is None
+            assert await tx.load_session(BOB) == b"held"
+            await tx.store_session(carol, b"ok")
+    async with store.transaction(carol) as tx:
+        assert await tx.load_session(carol) == b"ok"
+
+
 async def _write_other(store: KeyStore, a: Address) -> None:
     for i in range(5):
         async with store.transaction(a) as tx:

@@ -25,6 +25,7 @@ only when it holds none, so two processes can never deadlock on each other's add
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -66,6 +67,12 @@ def _kh(*parts: bytes) -> bytes:
         h.update(len(p).to_bytes(4, "big"))
         h.update(p)
     return h.digest()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _skh(key: str) -> bytes:
+    """The row key of a one-part name (address, meta key, message id); cached, as every message needs it."""
+    return _kh(key.encode())
 
 
 def _addr_key(a: Address | str) -> str:
@@ -130,6 +137,35 @@ def _uncancellable_thread_call(fn: Callable[[], T]) -> Any:
     return wait_task_rescheduled(lambda _: Abort.FAILED)
 
 
+class _AddrLock:
+    """The in-process lock of one address: created held, dropped when its last user leaves.
+
+    Cheaper than a ``trio.Lock`` per address (a fan-out takes hundreds at once); waiters park on a
+    lot made only under contention, and a release hands the lock to the first waiter (FIFO, no barging).
+    """
+
+    __slots__ = ("busy", "refs", "lot")
+
+    def __init__(self) -> None:
+        self.busy = True
+        self.refs = 1  # holder + waiters
+        self.lot: trio.lowlevel.ParkingLot | None = None
+
+    async def acquire(self) -> None:
+        if not self.busy:  # (not reached in practice: an idle lock is dropped by its last user)
+            self.busy = True
+            return
+        if self.lot is None:
+            self.lot = trio.lowlevel.ParkingLot()
+        await self.lot.park()  # woken by release() with the lock already ours
+
+    def release(self) -> None:
+        if self.lot:
+            self.lot.unpark()  # hand over: busy stays True
+        else:
+            self.busy = False
+
+
 class _Req:
     __slots__ = ("fn", "result", "error", "done", "admit")
 
@@ -166,11 +202,11 @@ class _Rows:
     # ------------------------------------------------------------------ reads
     def read(self, conn: Conn, table: str, key: Any) -> Any:
         if table == "session":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             r = conn.query("SELECT record FROM wa_session WHERE kh = ?", [kh])
             return self.open("wa_session", kh, r[0][0]) if r else None
         if table == "identity":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             r = conn.query("SELECT identity_key FROM wa_identity WHERE kh = ?", [kh])
             return bytes(r[0][0]) if r else None
         if table == "local":
@@ -188,14 +224,14 @@ class _Rows:
             r = conn.query("SELECT record FROM wa_sender_key WHERE kh = ?", [kh])
             return self.open("wa_sender_key", kh, r[0][0]) if r else None
         if table == "meta":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             r = conn.query("SELECT v FROM wa_meta WHERE kh = ?", [kh])
             return self.open("wa_meta", kh, r[0][0]) if r else None
         if table == "received":
             r = conn.query("SELECT plaintext, handled, at FROM wa_received WHERE digest = ?", [key])
             return (self.open("wa_received", key, r[0][0]), bool(r[0][1]), float(r[0][2])) if r else None
         if table == "outbox":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             r = conn.query("SELECT message_id, address, msg_type, body, created_at FROM wa_outbox WHERE kh = ?", [kh])
             return self._outbox_row(kh, r[0]) if r else None
         raise AssertionError(table)
@@ -213,7 +249,7 @@ class _Rows:
         """``read_many`` usable inside ``conn.pipeline()``: call the result after the block."""
         if not keys:
             return dict
-        by_kh = {_kh(k.encode()): k for k in keys}
+        by_kh = {_skh(k): k for k in keys}
         params: list[Any]
         if self.d.name == "postgresql":
             # one statement text for any number of keys, so the driver prepares it once
@@ -274,14 +310,14 @@ class _Rows:
             return t, [key]
         if table == "senderkey":
             return t, [_kh(key[0].encode(), key[1].encode())]
-        return t, [_kh(key.encode())]
+        return t, [_skh(key)]
 
     def _row(self, table: str, key: Any, v: Any, now: float) -> list[Any]:
         if table == "session":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             return [kh, key.encode(), self.seal("wa_session", kh, v), now]
         if table == "identity":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             return [kh, key.encode(), v, now]
         if table == "local":
             return [1, self.seal("wa_local", _idb(1), v.identity_pair), v.registration_id, now]
@@ -293,13 +329,13 @@ class _Rows:
             kh = _kh(key[0].encode(), key[1].encode())
             return [kh, key[0].encode(), key[1].encode(), self.seal("wa_sender_key", kh, v), now]
         if table == "meta":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             return [kh, key.encode(), self.seal("wa_meta", kh, v), now]
         if table == "received":
             pt, handled, at = v
             return [key, self.seal("wa_received", key, pt), 1 if handled else 0, at]
         if table == "outbox":
-            kh = _kh(key.encode())
+            kh = _skh(key)
             e: OutboxEntry = v
             return [kh, e.message_id.encode(), e.address.encode(), e.msg_type, self.seal("wa_outbox", kh, e.body), e.created_at]
         raise AssertionError(table)
@@ -848,7 +884,7 @@ class SqlKeyStore:
         self._limiter = trio.CapacityLimiter(len(self._lanes) + 1)
         self._admin: Conn | None = None
         self._admin_lock = trio.Lock()
-        self._addr_locks: dict[str, tuple[trio.Lock, int]] = {}
+        self._addr_locks: dict[str, _AddrLock] = {}
         self._prekey_claims: dict[int, tuple[SqlTransaction, trio.Event]] = {}
         self._lease_holder: str | None = None
         self._lease_token: int | None = None
@@ -927,34 +963,31 @@ class SqlKeyStore:
 
     async def _lock_addresses(self, keys: list[str]) -> None:
         locks = self._addr_locks
-        for k in keys:
+        for i, k in enumerate(keys):
             ent = locks.get(k)
             if ent is None:
                 # uncontended (the common case): no wait, no checkpoint
-                lock = trio.Lock()
-                lock.acquire_nowait()
-                locks[k] = (lock, 1)
+                locks[k] = _AddrLock()
                 continue
-            lock, n = ent
-            locks[k] = (lock, n + 1)
+            ent.refs += 1
             try:
-                await lock.acquire()
+                await ent.acquire()
             except BaseException:
-                self._unref(k)
-                self._unlock_addresses(keys[: keys.index(k)])  # the ones already held
+                self._unref(k, ent)
+                self._unlock_addresses(keys[:i])  # the ones already held
                 raise
 
-    def _unref(self, k: str) -> None:
-        lock, n = self._addr_locks[k]
-        if n <= 1:
+    def _unref(self, k: str, ent: _AddrLock) -> None:
+        ent.refs -= 1
+        if ent.refs == 0:
             del self._addr_locks[k]
-        else:
-            self._addr_locks[k] = (lock, n - 1)
 
     def _unlock_addresses(self, keys: list[str]) -> None:
+        locks = self._addr_locks
         for k in reversed(keys):
-            self._addr_locks[k][0].release()
-            self._unref(k)
+            ent = locks[k]
+            ent.release()
+            self._unref(k, ent)
 
     async def _claim_prekey(self, tx: SqlTransaction, prekey_id: int) -> None:
         """One-time prekeys are shared by all addresses: two transactions of this process never use one at once."""
