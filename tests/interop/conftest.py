@@ -6,13 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peerproc import PeerProcess, axolotl_argv, libsignal_argv  # noqa: E402
+from peerproc import PeerFactory, PeerProcess  # noqa: E402
 
 SETUP = Path(__file__).resolve().parent / "setup.sh"
 
@@ -26,9 +26,6 @@ def interop_peers_installed() -> None:
             f"tests/interop/setup.sh failed with exit code {proc.returncode}:\n{proc.stderr}\n{proc.stdout}",
             pytrace=False,
         )
-
-
-PeerFactory = Callable[..., PeerProcess]
 
 
 @pytest.fixture
@@ -46,5 +43,3 @@ def spawn() -> Iterator[PeerFactory]:
     bad = [c for c in codes if c[1] != 0]
     assert not bad, f"peer(s) did not exit cleanly on EOF: {bad}"
 
-
-DRIVERS: dict[str, Callable[[], list[str]]] = {"axolotl": axolotl_argv, "libsignal": libsignal_argv}

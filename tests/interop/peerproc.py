@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = [
     "PeerCallError",
@@ -264,3 +264,9 @@ class PeerProcess:
                 self._proc.kill()
         except Exception:  # noqa: BLE001
             pass
+
+
+# The peers the driver tests run against, and the type of the ``spawn`` fixture (tests import these
+# from here, not from conftest: several test directories have a conftest module).
+DRIVERS: dict[str, Callable[[], list[str]]] = {"axolotl": axolotl_argv, "libsignal": libsignal_argv}
+PeerFactory = Callable[..., PeerProcess]

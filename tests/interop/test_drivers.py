@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from conftest import DRIVERS, PeerFactory
+from peerproc import DRIVERS, PeerFactory
 from peerproc import PeerCallError, PeerProcess
 
 PAIRS = [("axolotl", "libsignal"), ("libsignal", "axolotl")]

@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import pytest
-from conftest import DRIVERS, PeerFactory
+from peerproc import DRIVERS, PeerFactory
 from peerproc import PeerCallError, PeerProcess, axolotl_env, wacrypto_argv
 
 from wacrypto.primitives.xeddsa import xeddsa_sign

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DRIVERS, PeerFactory
+from peerproc import DRIVERS, PeerFactory
 from peerproc import axolotl_env
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "session_v3.json"

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from conftest import DRIVERS, PeerFactory
+from peerproc import DRIVERS, PeerFactory
 from peerproc import PeerCallError, PeerProcess, axolotl_env, wacrypto_argv
 
 
