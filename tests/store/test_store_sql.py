@@ -136,9 +136,14 @@ async def test_any_password_works_with_real_users(server: str, make_url: Callabl
             assert await tx.count_prekeys() == 1
         if server == "postgresql":
             # the local server trusts loopback, so it would accept any password: prove instead that
-            # libpq received exactly the decoded password
+            # libpq received exactly the decoded password, and that it is the one the server stores
+            # for the role (its SCRAM-SHA-256 verifier matches), so a server that checks would accept it
             assert isinstance(s, SqlKeyStore) and s._admin is not None
-            assert s._admin.raw.info.password == NASTY
+            sent = s._admin.raw.info.password
+            assert sent == NASTY
+            with pg_admin() as c:
+                stored = c.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [user]).fetchone()[0]
+            assert _scram_matches(stored, sent) and not _scram_matches(stored, sent + "x")
         await s.aclose()
         if server == "mariadb":  # checks passwords: a wrong one is refused, and never echoed
             with pytest.raises(StoreUnavailableError) as info:
@@ -155,6 +160,25 @@ async def test_any_password_works_with_real_users(server: str, make_url: Callabl
             c.cursor().execute(f"DROP USER IF EXISTS '{user}'@'%'")
             c.cursor().execute(f"DROP USER IF EXISTS '{user}'@'localhost'")
             c.close()
+
+
+def _scram_matches(verifier: str, password: str) -> bool:
+    """True iff ``password`` yields the stored SCRAM-SHA-256 verifier (RFC 5802/7677, as PostgreSQL
+    stores it: ``SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey``; ASCII passwords need no SASLprep)."""
+    import base64
+    import hashlib
+    import hmac
+
+    mech, rest = verifier.split("$", 1)
+    assert mech == "SCRAM-SHA-256", mech
+    params, keys = rest.split("$")
+    iterations, salt = params.split(":")
+    stored_key, server_key = (base64.b64decode(k) for k in keys.split(":"))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key) and hmac.compare_digest(
+        hmac.digest(salted, b"Server Key", "sha256"), server_key
+    )
 
 
 async def test_unreachable_server_is_a_clear_error() -> None:
