@@ -198,7 +198,9 @@ def merge(passes: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
 def peer_axolotl(seconds: float, size: int) -> dict[str, Any]:
     if not AXOLOTL_PY.exists():
         return {"error": f"{AXOLOTL_PY} missing: run tests/interop/setup.sh"}
-    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+    # no PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION: axolotl_bench.py picks its fastest runtime (C++ protobuf
+    # in .venv-axolotl-cpp) itself
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
     try:
         proc = subprocess.run(
             [str(AXOLOTL_PY), str(AXOLOTL_BENCH), "--seconds", str(seconds), "--size", str(size)],
@@ -377,7 +379,8 @@ def render(res: dict[str, Any]) -> str:
     if "error" in ax:
         lines.append(f"axolotl: {ax['error'][:200]}")
     else:
-        lines.append(f"axolotl runs (group enc, dec us): {res.get('axolotl_runs')}")
+        lines.append(f"axolotl: python-axolotl {ax.get('version')} with the {ax.get('protobuf_implementation')} "
+                     f"protobuf runtime; runs (group enc, dec us): {res.get('axolotl_runs')}")
         lines.append(f"wacrypto pass medians: enc {res['wacrypto']['group_encrypt']['passes']}, "
                      f"dec {res['wacrypto']['group_decrypt']['passes']}")
     lines += ["", f"{'fan-out of one SKDM':<28}{'devices':>8}{'median ms':>11}{'best ms':>9}{'sessions/s':>12}  target  met"]
