@@ -11,6 +11,10 @@ FUZZ_RUNS ?= 2000
 
 .PHONY: all venv demo test typecheck pytest fuzz interop-setup bench proto clean
 
+# Benchmark-only peer: Baileys' pure-JS libsignal (npm `libsignal`, exact pins in package-lock.json).
+BAILEYS := bench/peers/baileys
+BAILEYS_STAMP := $(BAILEYS)/node_modules/.make-stamp
+
 all: test
 
 $(STAMP): pyproject.toml
@@ -41,7 +45,13 @@ fuzz: venv
 
 test: typecheck pytest fuzz
 
-bench: venv
+# Re-runs npm ci only when package.json / package-lock.json change or node_modules is gone.
+# --ignore-scripts: the only install script (protobufjs postinstall) is a version-scheme warning.
+$(BAILEYS_STAMP): $(BAILEYS)/package.json $(BAILEYS)/package-lock.json
+	npm ci --prefix $(BAILEYS) --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+bench: venv $(BAILEYS_STAMP)
 	bash tests/interop/setup.sh --axolotl-cpp
 	$(BIN)/python bench/run_all.py
 
@@ -49,4 +59,4 @@ proto: venv
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=wacrypto/_proto --pyi_out=wacrypto/_proto proto/*.proto
 
 clean:
-	rm -rf $(VENV) .venv-axolotl* tests/interop/node/node_modules demo-data .mypy_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-axolotl* tests/interop/node/node_modules $(BAILEYS)/node_modules demo-data .mypy_cache .pytest_cache .hypothesis

@@ -28,6 +28,9 @@ Columns:
   axolotl        python-axolotl 0.2.3 (bench/peers/axolotl_bench.py, its own venv, subprocess).
   libsignal-node @signalapp/libsignal-client 0.23.1 through Node (bench/peers/libsignal_bench.js),
                  if that script exists.
+  baileys        Baileys' pure-JavaScript libsignal (npm ``libsignal`` 6.0.0, WhiskeySockets/
+                 libsignal-node) through Node (bench/peers/baileys_libsignal_bench.js; installed in
+                 bench/peers/baileys by ``make bench``).
 
 Method: the process (and so its children) is pinned to one CPU; each figure is calibrated
 (warm-up, then batch size for ~0.25 s per round; ~0.03 s with --quick), measured for 5 rounds
@@ -595,6 +598,18 @@ def peer_libsignal(seconds: float, size: int) -> dict[str, Any]:
     return run_peer("libsignal-node", [node, str(script), "--seconds", str(seconds), "--size", str(size)], 900)
 
 
+def peer_baileys(seconds: float, size: int) -> dict[str, Any]:
+    script = ROOT / "bench" / "peers" / "baileys_libsignal_bench.js"
+    node = shutil.which("node")
+    if not script.exists():
+        return {"error": f"{script.relative_to(ROOT)} missing"}
+    if node is None:
+        return {"error": "node not found"}
+    if not (ROOT / "bench" / "peers" / "baileys" / "node_modules" / "libsignal").exists():
+        return {"error": "bench/peers/baileys/node_modules missing (run make bench)"}
+    return run_peer("baileys-libsignal", [node, str(script), "--seconds", str(seconds), "--size", str(size)], 900)
+
+
 # ----------------------------------------------------------------------------------- report
 def machine_info(cpu: int | None) -> dict[str, Any]:
     model = platform.processor() or "?"
@@ -645,6 +660,7 @@ def machine_info(cpu: int | None) -> dict[str, Any]:
 
 def render(res: dict[str, Any]) -> str:
     info, w, core, fl, ax, ls = (res[k] for k in ("machine", "wacrypto", "core", "floor", "axolotl", "libsignal_node"))
+    bl: dict[str, Any] = res.get("baileys_libsignal", {"error": "not run"})
 
     def us(d: dict[str, Any], op: str) -> float | None:
         v = d.get(op)
@@ -660,11 +676,11 @@ def render(res: dict[str, Any]) -> str:
         return "-" if v is None else fmt.format(v)
 
     hdr = ["operation", "wacrypto us", "msgs/s", "core us", "floor us", "wa/floor", "target",
-           "axolotl us", "speedup", "libsignal-node us"]
+           "axolotl us", "speedup", "libsignal-node us", "baileys us"]
     rows = []
     for op, label in OPS:
         wu, cu, fu = us(w, op), us(core, op), us(fl, op)
-        au, lu = peer_us(ax, op), peer_us(ls, op)
+        au, lu, bu = peer_us(ax, op), peer_us(ls, op), peer_us(bl, op)
         ratio = wu / fu if wu and fu else None
         tgt = f"<={TARGET_FLOOR_RATIO[op]}x"
         if ratio is not None:
@@ -674,7 +690,7 @@ def render(res: dict[str, Any]) -> str:
         if op in TARGET_AXOLOTL_SPEEDUP and sp is not None:
             sp_s += " ok" if sp >= TARGET_AXOLOTL_SPEEDUP[op] else " MISS"
         rows.append([label, f(wu), f(1e6 / wu if wu else None, "{:,.0f}"), f(cu), f(fu), f(ratio, "{:.2f}x"),
-                     tgt, f(au), sp_s, f(lu)])
+                     tgt, f(au), sp_s, f(lu), f(bu)])
     widths = [max(len(r[i]) for r in [hdr, *rows]) for i in range(len(hdr))]
 
     def line(r: list[str]) -> str:
@@ -697,6 +713,9 @@ def render(res: dict[str, Any]) -> str:
         "           (d) without loading identity/prekey records);",
         "wa/floor = wacrypto / floor; speedup = axolotl / wacrypto (targets: (a),(b) <=1.5x floor and",
         "           >=3x axolotl; (c),(d) <=1.3x floor).",
+        "baileys  = Baileys' pure-JS libsignal (npm libsignal, WhiskeySockets/libsignal-node) through Node; session",
+        "           records stored as JSON.stringify(record.serialize()) (as Baileys' file store). Its (d) initiator",
+        "           does no signed-prekey signature check (initOutgoing passes verifySignature isInit=true).",
         "floor definitions (bare library calls, fastest form; see bench_signal.py):",
         *[f"  {op:16s} {FLOOR_DEFINITIONS[op]}" for op, _ in OPS],
         "  HMAC = hmac.digest(sha256); HKDF(n) = extract + ceil(n/32) expand HMACs; AES = cryptography",
@@ -719,6 +738,16 @@ def render(res: dict[str, Any]) -> str:
                 + (f"; also {extra}" if extra else "")
                 + (f"; single measurement of ~{res['peer_seconds']} s per figure (peer's own harness)")
             )
+    if "error" in bl:
+        out.append(f"baileys: not measured: {bl['error']}")
+    else:
+        sv = bl.get("signature_verify_us")
+        out.append(
+            f"baileys: npm {bl.get('package', 'libsignal')} {bl.get('version', '?')} ({bl.get('implementation', '?')}; "
+            f"curve25519-js {bl.get('curve25519_js', '?')}, protobufjs {bl.get('protobufjs', '?')})"
+            + (f"; the skipped signature check alone costs {sv} us" if isinstance(sv, (int, float)) else "")
+            + f"; single measurement of ~{res['peer_seconds']} s per figure (peer's own harness)"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -740,7 +769,7 @@ def main() -> int:
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
     ap.add_argument("--size", type=int, default=64, help="plaintext bytes per message (default 64)")
-    ap.add_argument("--no-peers", action="store_true", help="skip python-axolotl and libsignal-node")
+    ap.add_argument("--no-peers", action="store_true", help="skip the peers (python-axolotl, libsignal-node, baileys)")
     ap.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -787,11 +816,14 @@ def main() -> int:
     if args.no_peers:
         res["axolotl"] = {"error": "skipped (--no-peers)"}
         res["libsignal_node"] = {"error": "skipped (--no-peers)"}
+        res["baileys_libsignal"] = {"error": "skipped (--no-peers)"}
     else:
         log("python-axolotl (subprocess)")
         res["axolotl"] = peer_axolotl(peer_seconds, args.size)
         log("libsignal-node (subprocess)")
         res["libsignal_node"] = peer_libsignal(peer_seconds, args.size)
+        log("baileys libsignal (subprocess)")
+        res["baileys_libsignal"] = peer_baileys(peer_seconds, args.size)
 
     res["ratios"] = {
         op: {
@@ -805,6 +837,11 @@ def main() -> int:
             "libsignal_node_over_wacrypto": (
                 round(res["libsignal_node"][PEER_KEYS[op]] / res["wacrypto"][op]["us"], 2)
                 if isinstance(res["libsignal_node"].get(PEER_KEYS[op]), (int, float))
+                else None
+            ),
+            "baileys_libsignal_over_wacrypto": (
+                round(res["baileys_libsignal"][PEER_KEYS[op]] / res["wacrypto"][op]["us"], 2)
+                if isinstance(res["baileys_libsignal"].get(PEER_KEYS[op]), (int, float))
                 else None
             ),
         }
