@@ -2,7 +2,8 @@
 # Install the third-party Signal implementations driven by tests/interop (idempotent,
 # non-interactive; a no-op taking about a second when everything is already in place):
 #   * python-axolotl 0.2.3 in its own venv <repo>/.venv-axolotl (python3.11; pins in
-#     requirements-axolotl.txt; protobuf runs pure Python there)
+#     requirements-axolotl.txt; protobuf runs pure Python there), with yowsup 3.3.0 beside it for its
+#     SQLite key store (requirements-yowsup.txt, --no-deps)
 #   * @signalapp/libsignal-client 0.23.1 in tests/interop/node (pins in package-lock.json)
 # Optional, for benchmarks only: `setup.sh --axolotl-cpp` also builds <repo>/.venv-axolotl-cpp,
 # the same pins on CPython 3.10, where protobuf 3.20.3's C++ runtime exists (axolotl's fastest
@@ -15,6 +16,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 REQ=$HERE/requirements-axolotl.txt
+REQ_YOWSUP=$HERE/requirements-yowsup.txt
 NODE_DIR=$HERE/node
 
 log() { echo "interop-setup: $*" >&2; }
@@ -34,12 +36,13 @@ done
 install_axolotl() {
     local venv=$1 pybin=$2
     local want stamp=$1/.interop-setup-stamp
-    want=$(cat "$REQ" <("$pybin" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)
+    want=$(cat "$REQ" "$REQ_YOWSUP" <("$pybin" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)
     check() {
         "$venv/bin/python" -c 'import os, importlib.util
 if importlib.util.find_spec("google.protobuf.pyext._message") is None:
     os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
-import axolotl.sessioncipher, axolotl.groups.groupcipher, axolotl_curve25519' 2>/dev/null
+import axolotl.sessioncipher, axolotl.groups.groupcipher, axolotl_curve25519
+import yowsup.axolotl.store.sqlite.liteaxolotlstore' 2>/dev/null
     }
     if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && check; then
         log "python-axolotl: $venv is up to date"
@@ -56,6 +59,9 @@ import axolotl.sessioncipher, axolotl.groups.groupcipher, axolotl_curve25519' 2>
     fi
     log "python-axolotl: pip install -r $REQ into $venv (builds python-axolotl-curve25519 from source)"
     "$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q -r "$REQ" >&2
+    # yowsup only for its SQLite key store (LiteAxolotlStore); its own pins (python-axolotl 0.2.2,
+    # six 1.10, readline) are not wanted: the store modules need nothing but python-axolotl
+    "$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q --no-deps -r "$REQ_YOWSUP" >&2
     check || die "python-axolotl does not import in $venv after installation"
     echo "$want" > "$stamp"
     log "python-axolotl: installed in $venv"
