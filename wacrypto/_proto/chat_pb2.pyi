@@ -62,3 +62,15 @@ class ChatFrame(_message.Message):
     message: ChatFrame.Message
     ack: ChatFrame.Ack
     def __init__(self, ping: _Optional[_Union[ChatFrame.Ping, _Mapping]] = ..., pong: _Optional[_Union[ChatFrame.Pong, _Mapping]] = ..., stream_error: _Optional[_Union[ChatFrame.StreamError, _Mapping]] = ..., message: _Optional[_Union[ChatFrame.Message, _Mapping]] = ..., ack: _Optional[_Union[ChatFrame.Ack, _Mapping]] = ...) -> None: ...
+
+class Envelope(_message.Message):
+    __slots__ = ("recipient", "sender", "type", "body")
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    recipient: bytes
+    sender: bytes
+    type: int
+    body: bytes
+    def __init__(self, recipient: _Optional[bytes] = ..., sender: _Optional[bytes] = ..., type: _Optional[int] = ..., body: _Optional[bytes] = ...) -> None: ...

@@ -11,6 +11,12 @@ which gets a "conflict" stream error), and has fault switches for tests:
   socket as seen from the client); new connections are served normally;
 * :meth:`ChatdServer.drop_connections` -- abort every connection at once;
 * :meth:`ChatdServer.send_stream_error` -- end every stream with a code (conflict, logged out...).
+
+With ``relay=True`` it also carries messages between its clients: a message whose payload is an
+:class:`~wacrypto.transport.envelope.Envelope` naming a recipient's chat key is kept in that recipient's
+mailbox (acknowledged to the sender once kept, de-duplicated by id), pushed whenever the recipient
+is connected (again after each reconnect) and dropped when the recipient acknowledges it. The
+server stamps the sender's key, as authenticated by the handshake, on what it delivers.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from typing import Final, final
 
 import trio
 
-from wacrypto.errors import InvalidArgumentError, TransportError
+from wacrypto.transport.envelope import Envelope
+from wacrypto.errors import InvalidArgumentError, PeerError, TransportError
 from wacrypto.limits import DEFAULT_SEND_QUEUE
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey, Rng, system_rng
 from wacrypto.transport.certs import CertChain
@@ -46,6 +53,7 @@ from wacrypto.chat._driver import ConnectionDriver, Outgoing
 __all__ = ["ChatdServer", "ServerKeys", "Session"]
 
 _DAY: Final = 86400
+MAILBOX_LIMIT: Final = 100_000  # messages waiting per recipient (relay mode); beyond it senders retry
 ROOT_KEY_FILE: Final = "root.key"
 ROOT_PUB_FILE: Final = "root.pub"  # what clients trust: hex of the 32-byte root public key
 SERVER_KEY_FILE: Final = "server.key"
@@ -184,8 +192,13 @@ class ChatdServer:
         rng: Rng = system_rng,
         jitter_rng: Callable[[], float] = random.random,
         on_event: Callable[[Session, ChatEvent], Awaitable[None]] | None = None,
+        relay: bool = False,
     ) -> None:
         self.keys = keys
+        self.relay = relay
+        # recipient chat key u -> message id -> the message as delivered (in arrival order)
+        self.mailboxes: dict[bytes, dict[str, Message]] = {}
+        self.relay_rejected = 0  # relay payloads that were not envelopes for a known-size key
         self._settings = ServerSettings(keys.static, keys.chain)
         self._keepalive = keepalive or KeepaliveSettings(interval=30.0, jitter=5.0, deadline=20.0, dead_socket=30.0)
         self._min_version = min_client_version
@@ -307,6 +320,9 @@ class ChatdServer:
             old.cancel_scope.cancel()
         self.sessions[key] = session
         self.all_sessions.append(session)
+        if self.relay:
+            for msg in self.mailboxes.get(key, {}).values():
+                session.send(msg)
         self.session_started.set()
         self.session_started = trio.Event()
         if self._on_event is not None:
@@ -315,13 +331,43 @@ class ChatdServer:
     async def _handle_event(self, session: Session, ev: ChatEvent) -> None:
         if isinstance(ev, MessageReceived):
             session.received.append(ev)
-            session.send(Ack(ev.id))  # the reference server "persists" by keeping it in memory
+            if not self.relay or self._relay(session, ev):
+                session.send(Ack(ev.id))  # the reference server "persists" by keeping it in memory
         elif isinstance(ev, AckReceived):
             session.acks.append(ev.id)
+            if self.relay and session.client_key is not None:
+                box = self.mailboxes.get(session.client_key.u)
+                if box is not None:
+                    box.pop(ev.id, None)
         if self._on_event is not None:
             await self._on_event(session, ev)
 
     # ------------------------------------------------------------------ delivery
+    def _relay(self, session: Session, ev: MessageReceived) -> bool:
+        """Keep ``ev`` for its recipient; False (no ack: the sender keeps it and retries) if the
+        recipient's mailbox is full. Payloads that are not envelopes are acknowledged and dropped."""
+        assert session.client_key is not None
+        try:
+            env = Envelope.from_bytes(ev.payload)
+        except PeerError:
+            self.relay_rejected += 1
+            return True
+        box = self.mailboxes.setdefault(env.recipient, {})
+        if ev.id in box:
+            return True  # a resend of a message still waiting: keep the first
+        if len(box) >= MAILBOX_LIMIT:
+            return False
+        msg = Message(ev.id, env.stamped(session.client_key.u).to_bytes())
+        box[ev.id] = msg
+        target = self.sessions.get(env.recipient)
+        if target is not None:
+            target.send(msg)
+        return True
+
+    def pending(self, client_key: PublicKey) -> int:
+        """Messages waiting in ``client_key``'s mailbox (relay mode)."""
+        return len(self.mailboxes.get(client_key.u, {}))
+
     def deliver(self, client_key: PublicKey, msg_id: str, payload: bytes) -> bool:
         """Push an application message to a connected client; False if it is not connected."""
         session = self.sessions.get(client_key.u)

@@ -87,14 +87,14 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        server = ChatdServer(keys, keepalive=keepalive, min_client_version=args.min_version)
+        server = ChatdServer(keys, keepalive=keepalive, min_client_version=args.min_version, relay=args.relay)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(server.serve, args.host, args.ports)
             for port in args.refuse_port or []:
                 await server.refuse_port(port)
             for port in args.stall_port or []:
                 server.stall_port(port)
-            _emit({"event": "listening", "host": args.host, "ports": bound, "pid": os.getpid()})
+            _emit({"event": "listening", "host": args.host, "ports": bound, "pid": os.getpid(), "relay": args.relay})
 
     try:
         trio.run(main)
@@ -235,6 +235,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--ping-interval", type=_positive, default=30.0, help="ping clients idle this long (s)")
     run.add_argument("--ping-deadline", type=_positive, default=20.0, help="pong deadline (s)")
     run.add_argument("--min-version", type=_version, default=(0, 0, 0), help="oldest client version served")
+    run.add_argument("--relay", action="store_true",
+                     help="carry envelopes between clients (wacrypto.messenger); mailboxes are kept in memory")
     run.add_argument("--refuse-port", type=int, action="append", help="fault: close this port's listener")
     run.add_argument("--stall-port", type=int, action="append", help="fault: accept on this port, never answer")
     run.set_defaults(func=_cmd_chatd_run)
