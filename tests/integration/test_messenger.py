@@ -1,0 +1,225 @@
+"""Messenger end to end over real loopback TCP through the relaying reference chatd, with SQLite
+key stores: connections dropped mid-traffic, a sender restarted with messages still in its
+outbox, a receiving application that fails once. Every message must reach the other application
+exactly once, and every outbox must end empty."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trio
+
+from wacrypto import account
+from wacrypto.address import Address
+from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client
+from wacrypto.chat.events import ClientState
+from wacrypto.chat.server import ChatdServer, ServerKeys
+from wacrypto.cipher import SessionCipher
+from wacrypto.errors import PeerError
+from wacrypto.messenger import Directory, Dropped, Messenger
+from wacrypto.primitives.keys import KeyPair
+from wacrypto.store import open_store
+from wacrypto.store.protocols import KeyStore
+from wacrypto.transport.connection import KeepaliveSettings
+from wacrypto.transport.envelope import Envelope
+
+KEYS, _, _ = ServerKeys.generate()
+ALICE, BOB = Address("alice", 1), Address("bob", 1)
+
+
+@dataclass
+class Party:
+    address: Address
+    url: str
+    chat_key: KeyPair = field(default_factory=KeyPair.generate)
+    got: list[tuple[Address, bytes]] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    arrived: trio.Event = field(default_factory=trio.Event)
+
+
+def _config(p: Party, ports: list[int]) -> ChatClientConfig:
+    return ChatClientConfig(
+        host="127.0.0.1", trusted_root=KEYS.root_public, static_key=p.chat_key, ports=tuple(ports),
+        keepalive=KeepaliveSettings(interval=0), backoff_base=0.05, backoff_cap=0.2, connect_timeout=5.0,
+    )
+
+
+@asynccontextmanager
+async def running(p: Party, ports: list[int], directory: Directory,
+                  on_message: Callable[[Address, bytes], Awaitable[None]] | None = None
+                  ) -> AsyncIterator[tuple[Messenger, ChatClient, KeyStore]]:
+    """Open the party's store and connection and run its messenger (all closed on exit)."""
+    store = await open_store(p.url)
+
+    async def got(sender: Address, plaintext: bytes) -> None:
+        p.got.append((sender, plaintext))
+        p.arrived.set()
+
+    async def dropped(d: Dropped) -> None:
+        p.dropped.append(d)
+
+    try:
+        async with open_chat_client(_config(p, ports)) as client, trio.open_nursery() as nursery:
+            m = Messenger(SessionCipher(store), client, directory, on_message or got, on_dropped=dropped)
+            await nursery.start(m.run)
+            yield m, client, store
+            nursery.cancel_scope.cancel()
+    finally:
+        await store.aclose()
+
+
+async def _pair(tmp_path: Path) -> tuple[Party, Party, Directory]:
+    a = Party(ALICE, f"sqlite:///{tmp_path / 'alice.db'}")
+    b = Party(BOB, f"sqlite:///{tmp_path / 'bob.db'}")
+    for p in (a, b):
+        s = await open_store(p.url)
+        await account.create_account(s, prekeys=5)
+        await s.aclose()
+    sa, sb = await open_store(a.url), await open_store(b.url)
+    await SessionCipher(sa).process_bundle(BOB, await account.get_bundle(sb))  # Alice starts the session
+    await sa.aclose()
+    await sb.aclose()
+    d = Directory()
+    d.add(ALICE, a.chat_key.public.u)
+    d.add(BOB, b.chat_key.public.u)
+    return a, b, d
+
+
+async def _wait_for(p: Party, n: int) -> None:
+    while len(p.got) < n:
+        p.arrived = trio.Event()
+        if len(p.got) < n:
+            await p.arrived.wait()
+
+
+async def _drained(m: Messenger) -> None:
+    while await m.pending():
+        await trio.sleep(0.02)
+
+
+async def test_dropped_connections_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    a, b, d = await _pair(tmp_path)
+    server = ChatdServer(KEYS, keepalive=KeepaliveSettings(interval=0), relay=True)
+    async with trio.open_nursery() as nursery:
+        ports = await nursery.start(server.serve, "127.0.0.1", [0, 0])
+        async with running(a, ports, d) as (ma, ca, _), running(b, ports, d) as (mb, cb, _):
+            await ca.wait_connected()
+            await cb.wait_connected()
+            with trio.fail_after(60):
+                await ma.send(BOB, b"a0")
+                await _wait_for(b, 1)  # Bob has a session once he has read Alice's first message
+                for i in range(1, 40):
+                    await ma.send(BOB, b"a%d" % i)
+                    if i % 3 == 0:
+                        await mb.send(ALICE, b"b%d" % i)
+                    if i % 10 == 9:
+                        server.drop_connections()  # mid-traffic: unacknowledged frames are lost
+                        await trio.sleep(0.01)
+                await _wait_for(b, 40)
+                await _wait_for(a, 13)
+                await _drained(ma)
+                await _drained(mb)
+            assert ca.connections > 1 and cb.connections > 1  # they did reconnect
+        nursery.cancel_scope.cancel()
+    assert collections.Counter(b.got) == collections.Counter((ALICE, b"a%d" % i) for i in range(40))
+    assert collections.Counter(a.got) == collections.Counter((BOB, b"b%d" % i) for i in range(3, 40, 3))
+    assert not a.dropped and not b.dropped
+    assert server.pending(a.chat_key.public) == 0 and server.pending(b.chat_key.public) == 0
+
+
+async def test_outbox_survives_a_restart_while_the_server_is_down(tmp_path: Path) -> None:
+    a, b, d = await _pair(tmp_path)
+    server = ChatdServer(KEYS, keepalive=KeepaliveSettings(interval=0), relay=True)
+    async with trio.open_nursery() as nursery:
+        ports = await nursery.start(server.serve, "127.0.0.1", [0, 0])
+        for port in ports:
+            await server.refuse_port(port)  # chatd is down
+        async with running(a, ports, d) as (ma, ca, _):
+            for i in range(5):
+                await ma.send(BOB, b"offline %d" % i)
+            assert ca.state is not ClientState.CONNECTED
+            assert await ma.pending() == 5
+        # Alice's process is gone; her messages are only in her database
+        for port in ports:
+            await server.reopen_port(port)
+        async with running(b, ports, d), running(a, ports, d) as (ma, _, _):
+            with trio.fail_after(30):
+                await _wait_for(b, 5)
+                await _drained(ma)
+        nursery.cancel_scope.cancel()
+    assert sorted(b.got) == [(ALICE, b"offline %d" % i) for i in range(5)]
+
+
+async def test_a_failing_handler_sees_the_message_again_after_restart(tmp_path: Path) -> None:
+    a, b, d = await _pair(tmp_path)
+    server = ChatdServer(KEYS, keepalive=KeepaliveSettings(interval=0), relay=True)
+    handled: list[bytes] = []
+    failures: list[bytes] = []
+
+    async def flaky(sender: Address, plaintext: bytes) -> None:
+        if plaintext == b"two" and not failures:  # the application fails on "two", once
+            failures.append(plaintext)
+            raise RuntimeError("application failed")
+        handled.append(plaintext)
+        b.arrived.set()
+
+    async with trio.open_nursery() as nursery:
+        ports = await nursery.start(server.serve, "127.0.0.1", [0, 0])
+        async with running(a, ports, d) as (ma, _, _):
+            for word in (b"one", b"two", b"three"):
+                await ma.send(BOB, word)
+            with pytest.raises(BaseException) as info:  # the failing handler ends Bob's messenger
+                async with running(b, ports, d, flaky):
+                    with trio.fail_after(30):
+                        await trio.sleep_forever()
+            assert info.group_contains(RuntimeError, match="application failed") if isinstance(
+                info.value, BaseExceptionGroup) else isinstance(info.value, RuntimeError)
+            assert handled == [b"one"]
+            async with running(b, ports, d, flaky):  # Bob restarts: "two" comes again, from his store
+                with trio.fail_after(30):
+                    while len(handled) < 3:
+                        b.arrived = trio.Event()
+                        await b.arrived.wait()
+                    await _drained(ma)
+        nursery.cancel_scope.cancel()
+    assert handled == [b"one", b"two", b"three"] and failures == [b"two"]
+
+
+async def test_unreadable_messages_are_reported_acknowledged_and_harmless(tmp_path: Path) -> None:
+    a, b, d = await _pair(tmp_path)
+    server = ChatdServer(KEYS, keepalive=KeepaliveSettings(interval=0), relay=True)
+    bob_key = b.chat_key.public.u
+    async with trio.open_nursery() as nursery:
+        ports = await nursery.start(server.serve, "127.0.0.1", [0, 0])
+        async with running(b, ports, d):
+            # a stranger (not in Bob's directory) and Alice's connection sending a forged message
+            store = await open_store(a.url)
+            try:
+                cipher = SessionCipher(store)
+                good = await cipher.encrypt(BOB, b"the real one")
+                forged = bytearray((await cipher.encrypt(BOB, b"tampered")).body)
+                forged[-12] ^= 1
+            finally:
+                await store.aclose()
+            stranger = Party(Address("mallory", 1), "memory:")
+            async with open_chat_client(_config(stranger, ports)) as mc, open_chat_client(_config(a, ports)) as ac:
+                await mc.wait_connected()
+                await ac.wait_connected()
+                await mc.send_message(Envelope(bob_key, 2, b"\x33" + bytes(60)).to_bytes(), id="from-stranger")
+                await ac.send_message(Envelope(bob_key, 3, bytes(forged)).to_bytes(), id="forged")
+                await ac.send_message(Envelope(bob_key, good.type, good.body).to_bytes(), id="good")
+                with trio.fail_after(30):
+                    await _wait_for(b, 1)
+                    while server.pending(b.chat_key.public):
+                        await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert b.got == [(ALICE, b"the real one")]  # the forgery changed nothing in Bob's session
+    assert sorted(x.message_id for x in b.dropped) == ["forged", "from-stranger"]
+    reasons = {x.message_id: x for x in b.dropped}
+    assert reasons["from-stranger"].sender is None and isinstance(reasons["from-stranger"].error, PeerError)
+    assert reasons["forged"].sender == ALICE and isinstance(reasons["forged"].error, PeerError)

@@ -1,0 +1,233 @@
+"""End-to-end messaging over the chat connection that loses nothing: durable outbox, exactly-once inbox.
+
+:class:`Messenger` joins a :class:`~wacrypto.cipher.SessionCipher` (its key store) and a
+:class:`~wacrypto.chat.ChatClient` talking to a relaying chatd:
+
+* **send**: :meth:`Messenger.send` encrypts with :meth:`SessionCipher.encrypt_durable`, so the
+  ciphertext is in the store's outbox in the same transaction as the ratchet step, then hands it to
+  the connection. The outbox row is deleted only when the server acknowledges the message; after
+  every (re)connection, and after a restart, everything still in the outbox is sent again. A message
+  is therefore sent at least once, and never encrypted twice.
+* **receive**: each delivered envelope is decrypted with :meth:`SessionCipher.decrypt_once` (the
+  plaintext is stored with the ratchet step), given to the application's ``on_message``, then marked
+  handled and acknowledged to the server. A redelivery before the acknowledgement returns the stored
+  plaintext (``on_message`` sees it again only if it had not returned); after it, the duplicate is
+  acknowledged and dropped. The application sees each message exactly once as long as its handler
+  is idempotent across a crash between its own commit and ours.
+
+Who is who: chatd routes by chat key (the 32-byte static key of each client's Noise connection);
+a :class:`Directory` maps Signal addresses to chat keys (in a deployment it comes from the server's
+registry; the demo and tests fill it in directly).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, final
+
+import trio
+
+from wacrypto.address import Address
+from wacrypto.chat.client import ChatClient
+from wacrypto.chat.events import ClientEvent, ClientState, StateChanged
+from wacrypto.cipher import SessionCipher
+from wacrypto.errors import (
+    DuplicateMessageError,
+    InvalidArgumentError,
+    InvalidMessageError,
+    MissingStateError,
+    PeerError,
+)
+from wacrypto.store.protocols import OutboxEntry
+from wacrypto.transport.connection import AckReceived, MessageReceived
+from wacrypto.transport.envelope import CHAT_KEY_LEN, Envelope
+
+__all__ = ["Directory", "Dropped", "Messenger"]
+
+OUTBOX_BATCH: Final = 500  # outbox rows re-sent per store read after a (re)connection
+
+
+@final
+class Directory:
+    """Signal address <-> chat key (the 32-byte u of a client's Noise static key)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[Address, bytes] = {}
+        self._addresses: dict[bytes, Address] = {}
+
+    def add(self, address: Address, chat_key: bytes) -> None:
+        if len(chat_key) != CHAT_KEY_LEN:
+            raise InvalidArgumentError("a chat key is 32 bytes")
+        self._keys[address] = bytes(chat_key)
+        self._addresses[bytes(chat_key)] = address
+
+    def chat_key(self, address: Address) -> bytes | None:
+        return self._keys.get(address)
+
+    def address(self, chat_key: bytes) -> Address | None:
+        return self._addresses.get(bytes(chat_key))
+
+    def __repr__(self) -> str:
+        return f"Directory(entries={len(self._keys)})"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A delivered message that can never be read (acknowledged to the server and dropped)."""
+
+    message_id: str
+    sender: Address | None
+    error: PeerError | MissingStateError  # InvalidMessageError for an unknown sender
+
+
+OnMessage = Callable[[Address, bytes], Awaitable[None]]
+
+
+@final
+class Messenger:
+    """Durable send and exactly-once receive over ``client`` (see the module docstring).
+
+    :meth:`run` must be running (it consumes ``client.events()``): start it in a nursery with
+    ``await nursery.start(messenger.run)``. ``on_dropped`` hears about messages that cannot be read,
+    ``on_event`` about the connection's other events (state changes, failed ports, pongs).
+    An exception from ``on_message`` ends :meth:`run`; the message stays stored and unacknowledged,
+    so it is delivered again (from the store, not decrypted twice) after the next start.
+    """
+
+    def __init__(
+        self,
+        cipher: SessionCipher,
+        client: ChatClient,
+        directory: Directory,
+        on_message: OnMessage,
+        *,
+        on_dropped: Callable[[Dropped], Awaitable[None]] | None = None,
+        on_event: Callable[[ClientEvent], Awaitable[None]] | None = None,
+    ) -> None:
+        self.cipher = cipher
+        self.client = client
+        self.directory = directory
+        self._on_message = on_message
+        self._on_dropped = on_dropped
+        self._on_event = on_event
+        self.sent = 0  # messages handed to the connection (resends included)
+        self.acked = 0  # outbox rows deleted on the server's acknowledgement
+        self.delivered = 0  # messages given to on_message and acknowledged
+        self.dropped = 0
+        self._queue: deque[tuple[str, bytes, int, bytes]] = deque()  # (id, chat key, type, body) to send
+        self._inflight: set[str] = set()  # sent on the current connection, not yet acknowledged
+        self._resend = True  # re-read the outbox before sending anything else
+        self._wake = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"Messenger(sent={self.sent}, acked={self.acked}, delivered={self.delivered}, dropped={self.dropped})"
+
+    # ------------------------------------------------------------------ sending
+    async def send(self, to: Address, plaintext: bytes, message_id: str | None = None) -> str:
+        """Encrypt for ``to`` into the outbox (one transaction) and queue it; returns the message id.
+
+        Once this returns the message is durable: it is sent (in outbox order, by :meth:`run`) and
+        sent again after any disconnection or restart until the server acknowledges it.
+        """
+        key = self.directory.chat_key(to)
+        if key is None:
+            raise InvalidArgumentError(f"no chat key known for {to}")
+        mid = message_id or uuid.uuid4().hex
+        msg = await self.cipher.encrypt_durable(to, plaintext, mid)
+        self._queue.append((mid, key, msg.type, msg.body))
+        self._wake.set()
+        return mid
+
+    async def pending(self) -> int:
+        """Messages in the outbox (not yet acknowledged by the server)."""
+        async with self.cipher.store.transaction() as tx:
+            return len(await tx.outbox_list(limit=1_000_000))
+
+    async def _flusher(self) -> None:
+        """Hand queued messages to the connection in order; after each (re)connection, the whole
+        outbox first (it holds everything sent but not acknowledged, oldest first)."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if self.client.state is not ClientState.CONNECTED:
+                continue
+            if self._resend:
+                self._resend = False
+                self._queue.clear()  # all of it is in the outbox, which is read after this
+                async with self.cipher.store.transaction() as tx:
+                    entries: list[OutboxEntry] = await tx.outbox_list(limit=OUTBOX_BATCH)
+                if len(entries) == OUTBOX_BATCH:
+                    self._resend = True  # more after these are acknowledged (see _acked)
+                for e in entries:
+                    key = self.directory.chat_key(Address.parse(e.address))
+                    if key is not None:
+                        self._queue.append((e.message_id, key, e.msg_type, e.body))
+            while self._queue and self.client.state is ClientState.CONNECTED:
+                mid, key, msg_type, body = self._queue.popleft()
+                if mid in self._inflight:
+                    continue
+                self._inflight.add(mid)
+                await self.client.send_message(Envelope(key, msg_type, body).to_bytes(), id=mid)
+                self.sent += 1
+
+    # ------------------------------------------------------------------ receiving
+    async def _receive(self, ev: MessageReceived) -> None:
+        sender: Address | None = None
+        try:
+            env = Envelope.from_bytes(ev.payload)
+            if env.sender is None or (sender := self.directory.address(env.sender)) is None:
+                raise InvalidMessageError("message from an unknown chat key")
+            got = await self.cipher.decrypt_once(sender, env.type, env.body)
+        except DuplicateMessageError:
+            await self.client.ack(ev.id)  # handled before: the server may forget it
+            return
+        except (PeerError, MissingStateError) as exc:
+            # cannot be read as it is (forged, unknown sender, no session, untrusted identity):
+            # tell the application and stop the redeliveries
+            self.dropped += 1
+            if self._on_dropped is not None:
+                await self._on_dropped(Dropped(ev.id, sender, exc))
+            await self.client.ack(ev.id)
+            return
+        await self._on_message(sender, got.plaintext)
+        await self.cipher.mark_handled(sender, got.digest)
+        await self.client.ack(ev.id)
+        self.delivered += 1
+
+    async def _acked(self, ev: AckReceived) -> None:
+        self._inflight.discard(ev.id)
+        async with self.cipher.store.transaction() as tx:
+            if await tx.outbox_remove(ev.id):
+                self.acked += 1
+        if self._resend and not self._inflight:
+            self._wake.set()  # the next batch of a long outbox
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Consume the client's events until it closes: acknowledgements empty the outbox, each
+        (re)connection re-sends it, delivered messages are read exactly once."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._flusher)
+            task_status.started()
+            self._reconnected()
+            async for ev in self.client.events():
+                if isinstance(ev, AckReceived):
+                    await self._acked(ev)
+                elif isinstance(ev, MessageReceived):
+                    await self._receive(ev)
+                else:
+                    if isinstance(ev, StateChanged) and ev.state is ClientState.CONNECTED:
+                        self._reconnected()
+                    if self._on_event is not None:
+                        await self._on_event(ev)
+            nursery.cancel_scope.cancel()
+
+    def _reconnected(self) -> None:
+        self._inflight.clear()  # what was in flight on the old connection may be lost: resend
+        self._resend = True
+        self._wake.set()
+
