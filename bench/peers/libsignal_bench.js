@@ -106,34 +106,11 @@ async function established() {
   return { alice, bob, A, B };
 }
 
-// measure(fn): fn(n) runs n ops and returns the seconds spent on them (preparation excluded).
-// Warm up, calibrate n for SECONDS in total, run 5 equal rounds; return [best, median] µs/op and n.
-// The best round is the figure: on a shared machine it is the one least disturbed.
-async function measure(fn, rounds = 5) {
-  await fn(20); // warm-up
-  const per = (await fn(20)) / 20;
-  const total = Math.max(5 * rounds, Math.ceil(SECONDS / per));
-  const perRound = Math.max(5, Math.floor(total / rounds));
-  const times = [];
-  for (let r = 0; r < rounds; r++) {
-    if (global.gc) global.gc();
-    times.push(((await fn(perRound)) / perRound) * 1e6);
-  }
-  const sorted = [...times].sort((a, b) => a - b);
-  return [sorted[0], sorted[Math.floor(rounds / 2)], perRound * rounds];
-}
-
-const now = () => Number(process.hrtime.bigint()) / 1e9;
+const { now, measure: measureFor, figures } = require('./harness');
+const measure = (fn) => measureFor(fn, SECONDS);
 
 async function main() {
-  const results = {};
-  const medians = {};
-  const iters = {};
-  const put = (name, [best, median, n]) => {
-    results[name] = Math.round(best * 10) / 10;
-    medians[name] = Math.round(median * 10) / 10;
-    iters[name.replace(/_us.*$/, '')] = n;
-  };
+  const { results, medians, iters, put } = figures();
 
   { // (a)
     const { alice, B } = await established();
