@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, final
 
@@ -22,6 +22,7 @@ from wacrypto.errors import (
     InvalidArgumentError,
     InvalidMessageError,
     InvalidSignatureError,
+    MissingStateError,
     NoPreKeyError,
     NoSessionError,
     NoSignedPreKeyError,
@@ -325,20 +326,61 @@ class SessionCipher:
         digest = message_digest(address, msg_type, body)
         message = self.parse(msg_type, body)
         async with self.store.transaction(address) as tx:
-            seen = await tx.get_received(digest)
-            if seen is not None:
-                pt, handled = seen
-                if handled:
-                    raise DuplicateMessageError("message already received and handled")
-                return ReceivedMessage(digest, pt, True)
-            pt = await self.decrypt_in(tx, address, message)
-            await tx.put_received(digest, pt, self._clock())
-            return ReceivedMessage(digest, pt, False)
+            return await self._decrypt_once_in(tx, address, digest, message)
+
+    async def decrypt_once_many(
+        self, address: Address, messages: Sequence[tuple[int, bytes]]
+    ) -> list[ReceivedMessage | PeerError | MissingStateError]:
+        """:meth:`decrypt_once` of several messages from ``address`` in one transaction (one commit).
+
+        Each result is the :class:`ReceivedMessage` or the error of that message, in order; a
+        message that fails changes nothing and the others still commit. A store error fails the
+        whole batch (nothing commits).
+        """
+        prepared: list[tuple[bytes, SignalMessage | PreKeySignalMessage] | PeerError] = []
+        for msg_type, body in messages:
+            try:
+                prepared.append((message_digest(address, msg_type, body), self.parse(msg_type, body)))
+            except PeerError as exc:
+                prepared.append(exc)
+        out: list[ReceivedMessage | PeerError | MissingStateError] = []
+        async with self.store.transaction(address) as tx:
+            for p in prepared:
+                if isinstance(p, PeerError):
+                    out.append(p)
+                    continue
+                try:
+                    out.append(await self._decrypt_once_in(tx, address, *p))
+                except (PeerError, MissingStateError) as exc:  # raised before this message wrote anything
+                    out.append(exc)
+        return out
+
+    async def _decrypt_once_in(
+        self, tx: Transaction, address: Address, digest: bytes, message: SignalMessage | PreKeySignalMessage
+    ) -> ReceivedMessage:
+        seen = await tx.get_received(digest)
+        if seen is not None:
+            pt, handled = seen
+            if handled:
+                raise DuplicateMessageError("message already received and handled")
+            return ReceivedMessage(digest, pt, True)
+        pt = await self.decrypt_in(tx, address, message)
+        await tx.put_received(digest, pt, self._clock())
+        return ReceivedMessage(digest, pt, False)
 
     async def mark_handled(self, address: Address, digest: bytes) -> None:
         """The application has processed the message: drop its plaintext, keep the digest for dedup."""
         async with self.store.transaction(address) as tx:
             await tx.mark_handled(digest, self._clock())
+
+    async def mark_handled_many(self, items: list[tuple[Address, bytes]]) -> None:
+        """:meth:`mark_handled` for several (address, digest) pairs in one transaction (one commit)."""
+        if not items:
+            return
+        now = self._clock()
+        async with self.store.transaction(*{a for a, _ in items}) as tx:
+            for _, digest in items:
+                await tx.mark_handled(digest, now)
 
     async def export_session(self, address: Address) -> bytes:
         """The session record as libsignal's ``RecordStructure``, with skipped keys also in expanded form."""

@@ -40,6 +40,7 @@ from wacrypto.errors import (
     InvalidMessageError,
     MissingStateError,
     PeerError,
+    TransportError,
 )
 from wacrypto.store.protocols import OutboxEntry
 from wacrypto.transport.connection import AckReceived, MessageReceived
@@ -48,6 +49,8 @@ from wacrypto.transport.envelope import CHAT_KEY_LEN, Envelope
 __all__ = ["Directory", "Dropped", "Messenger"]
 
 OUTBOX_BATCH: Final = 500  # outbox rows re-sent per store read after a (re)connection
+RECEIVE_BATCH: Final = 256  # delivered messages read per store transaction, at most
+MARK_ON_EXIT_TIMEOUT: Final = 5.0  # seconds run() may take on exit to mark what was handled
 
 
 @final
@@ -122,6 +125,13 @@ class Messenger:
         self._inflight: set[str] = set()  # sent on the current connection, not yet acknowledged
         self._resend = True  # re-read the outbox before sending anything else
         self._wake = trio.Event()
+        # handled messages waiting for their batched mark + ack, and acknowledged outbox rows
+        # waiting for their batched delete (a crash before either only causes a redelivery / resend)
+        self._handled: list[tuple[Address, bytes, str]] = []
+        self._handled_digests: set[bytes] = set()
+        self._handled_wake = trio.Event()
+        self._to_remove: list[str] = []
+        self._removed_wake = trio.Event()
 
     def __repr__(self) -> str:
         return f"Messenger(sent={self.sent}, acked={self.acked}, delivered={self.delivered}, dropped={self.dropped})"
@@ -175,55 +185,125 @@ class Messenger:
                 self.sent += 1
 
     # ------------------------------------------------------------------ receiving
-    async def _receive(self, ev: MessageReceived) -> None:
-        sender: Address | None = None
-        try:
-            env = Envelope.from_bytes(ev.payload)
-            if env.sender is None or (sender := self.directory.address(env.sender)) is None:
-                raise InvalidMessageError("message from an unknown chat key")
-            got = await self.cipher.decrypt_once(sender, env.type, env.body)
-        except DuplicateMessageError:
-            await self.client.ack(ev.id)  # handled before: the server may forget it
-            return
-        except (PeerError, MissingStateError) as exc:
-            # cannot be read as it is (forged, unknown sender, no session, untrusted identity):
-            # tell the application and stop the redeliveries
-            self.dropped += 1
-            if self._on_dropped is not None:
-                await self._on_dropped(Dropped(ev.id, sender, exc))
-            await self.client.ack(ev.id)
-            return
-        await self._on_message(sender, got.plaintext)
-        await self.cipher.mark_handled(sender, got.digest)
-        await self.client.ack(ev.id)
-        self.delivered += 1
+    async def _receive(self, evs: list[MessageReceived]) -> None:
+        """Read delivered messages: those of one sender in one store transaction, in order."""
+        by_sender: dict[Address, list[tuple[MessageReceived, Envelope]]] = {}
+        for ev in evs:
+            sender: Address | None = None
+            try:
+                env = Envelope.from_bytes(ev.payload)
+                if env.sender is None or (sender := self.directory.address(env.sender)) is None:
+                    raise InvalidMessageError("message from an unknown chat key")
+            except PeerError as exc:
+                await self._drop(ev, sender, exc)
+                continue
+            by_sender.setdefault(sender, []).append((ev, env))
+        for sender, items in by_sender.items():
+            results = await self.cipher.decrypt_once_many(sender, [(env.type, env.body) for _, env in items])
+            for (ev, _), got in zip(items, results):
+                if isinstance(got, DuplicateMessageError):
+                    await self._ack(ev.id)  # handled before: the server may forget it
+                elif isinstance(got, (PeerError, MissingStateError)):
+                    # cannot be read as it is (forged, no session, untrusted identity): tell the
+                    # application and stop the redeliveries
+                    await self._drop(ev, sender, got)
+                elif got.digest not in self._handled_digests:  # else: handled a moment ago, ack on its way
+                    await self._on_message(sender, got.plaintext)
+                    self._handled_digests.add(got.digest)
+                    self._handled.append((sender, got.digest, ev.id))
+                    self._handled_wake.set()
 
-    async def _acked(self, ev: AckReceived) -> None:
+    async def _drop(self, ev: MessageReceived, sender: Address | None, exc: PeerError | MissingStateError) -> None:
+        self.dropped += 1
+        if self._on_dropped is not None:
+            await self._on_dropped(Dropped(ev.id, sender, exc))
+        await self._ack(ev.id)
+
+    async def _ack(self, mid: str) -> None:
+        try:
+            await self.client.ack(mid)
+        except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the connection is closing: the server redelivers, the store answers
+
+    async def _marker(self) -> None:
+        """Mark handled messages in batches (one commit for all that are waiting), then ack them."""
+        while True:
+            await self._handled_wake.wait()
+            self._handled_wake = trio.Event()
+            await self._mark_waiting()
+
+    async def _mark_waiting(self) -> None:
+        batch, self._handled = self._handled, []
+        if not batch:
+            return
+        await self.cipher.mark_handled_many([(a, d) for a, d, _ in batch])
+        for _, digest, mid in batch:
+            self._handled_digests.discard(digest)
+            await self._ack(mid)
+            self.delivered += 1
+
+    async def _remover(self) -> None:
+        """Delete acknowledged outbox rows in batches (one commit for all that are waiting)."""
+        while True:
+            await self._removed_wake.wait()
+            self._removed_wake = trio.Event()
+            ids, self._to_remove = self._to_remove, []
+            if not ids:
+                continue
+            async with self.cipher.store.transaction() as tx:
+                for mid in ids:
+                    if await tx.outbox_remove(mid):
+                        self.acked += 1
+            if self._resend and not self._inflight:
+                self._wake.set()  # the next batch of a long outbox
+
+    def _acked(self, ev: AckReceived) -> None:
         self._inflight.discard(ev.id)
-        async with self.cipher.store.transaction() as tx:
-            if await tx.outbox_remove(ev.id):
-                self.acked += 1
-        if self._resend and not self._inflight:
-            self._wake.set()  # the next batch of a long outbox
+        self._to_remove.append(ev.id)
+        self._removed_wake.set()
 
     # ------------------------------------------------------------------ the loop
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Consume the client's events until it closes: acknowledgements empty the outbox, each
         (re)connection re-sends it, delivered messages are read exactly once."""
+        try:
+            await self._loop(task_status)
+        finally:
+            # what the application has handled is marked so even when run() ends (its handler
+            # raised, or the connection closed), so a restart does not hand it over again
+            with trio.move_on_after(MARK_ON_EXIT_TIMEOUT) as scope:
+                scope.shield = True
+                await self._mark_waiting()
+
+    async def _loop(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._flusher)
+            nursery.start_soon(self._marker)
+            nursery.start_soon(self._remover)
             task_status.started()
             self._reconnected()
-            async for ev in self.client.events():
-                if isinstance(ev, AckReceived):
-                    await self._acked(ev)
-                elif isinstance(ev, MessageReceived):
-                    await self._receive(ev)
-                else:
-                    if isinstance(ev, StateChanged) and ev.state is ClientState.CONNECTED:
-                        self._reconnected()
-                    if self._on_event is not None:
-                        await self._on_event(ev)
+            events = self.client.events()
+            async for ev in events:
+                # take everything already queued: the messages among it are read in one go
+                received: list[MessageReceived] = []
+                while True:
+                    if isinstance(ev, MessageReceived):
+                        received.append(ev)
+                    elif isinstance(ev, AckReceived):
+                        self._acked(ev)
+                    else:
+                        if isinstance(ev, StateChanged) and ev.state is ClientState.CONNECTED:
+                            self._reconnected()
+                        if self._on_event is not None:
+                            await self._on_event(ev)
+                    if len(received) >= RECEIVE_BATCH:
+                        break
+                    try:
+                        ev = events.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                if received:
+                    await self._receive(received)
             nursery.cancel_scope.cancel()
 
     def _reconnected(self) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from wacrypto import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
-from wacrypto.errors import DecryptionError, DuplicateMessageError
+from wacrypto.cipher import ReceivedMessage, SessionCipher
+from wacrypto.errors import DecryptionError, DuplicateMessageError, PeerError
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry
 
@@ -211,6 +211,30 @@ async def _pair(store: KeyStore) -> tuple[SessionCipher, SessionCipher, KeyStore
     a, b = SessionCipher(store), SessionCipher(other)
     await a.process_bundle(BOB, await account.get_bundle(other))
     return a, b, other
+
+
+async def test_decrypt_once_many_commits_the_good_and_isolates_the_bad(store: KeyStore) -> None:
+    """One transaction for a batch from one sender: a forged, garbled or unknown message fails
+    alone and changes nothing; a duplicate inside the batch is answered from the batch."""
+    a, b, _ = await _pair(store)
+    m = await a.encrypt(BOB, b"hello")
+    await b.decrypt(ALICE, m.type, m.body)
+    r1, r2, r3 = [await b.encrypt(ALICE, t) for t in (b"one", b"two", b"three")]  # one DH step ahead
+    forged = bytearray(r2.body)
+    forged[-1] ^= 1
+    got = await a.decrypt_once_many(BOB, [(r1.type, r1.body), (r2.type, bytes(forged)), (2, b"\x33garbage"),
+                                          (r1.type, r1.body), (r3.type, r3.body)])
+    assert isinstance(got[0], ReceivedMessage) and got[0].plaintext == b"one" and not got[0].redelivered
+    assert isinstance(got[1], DecryptionError) and isinstance(got[2], PeerError)
+    assert isinstance(got[3], ReceivedMessage) and got[3].redelivered and got[3].plaintext == b"one"
+    assert isinstance(got[4], ReceivedMessage) and got[4].plaintext == b"three"
+    # committed: "one" and "three" are stored, "two" still decrypts (its key was kept), nothing else changed
+    again = await a.decrypt_once(BOB, r1.type, r1.body)
+    assert again.redelivered and again.plaintext == b"one"
+    assert (await a.decrypt_once(BOB, r2.type, r2.body)).plaintext == b"two"
+    await a.mark_handled_many([(BOB, got[0].digest), (BOB, got[4].digest)])
+    with pytest.raises(DuplicateMessageError):
+        await a.decrypt_once(BOB, r3.type, r3.body)
 
 
 async def test_cipher_roundtrip_and_failed_decrypt_changes_nothing(store: KeyStore) -> None:
