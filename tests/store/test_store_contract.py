@@ -9,8 +9,8 @@ import pytest
 
 from wacrypto import account
 from wacrypto.address import Address
-from wacrypto.cipher import ReceivedMessage, SessionCipher
-from wacrypto.errors import DecryptionError, DuplicateMessageError, PeerError
+from wacrypto.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
+from wacrypto.errors import DecryptionError, DuplicateMessageError, NoPreKeyError, PeerError
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry
 
@@ -235,6 +235,38 @@ async def test_decrypt_once_many_commits_the_good_and_isolates_the_bad(store: Ke
     await a.mark_handled_many([(BOB, got[0].digest), (BOB, got[4].digest)])
     with pytest.raises(DuplicateMessageError):
         await a.decrypt_once(BOB, r3.type, r3.body)
+
+
+async def test_two_senders_naming_one_prekey_at_once_cannot_hang_the_store(store: KeyStore) -> None:
+    """Two PreKey messages from different senders name the same one-time prekey (a peer chooses
+    it) and are decrypted concurrently: one wins, the other gets NoPreKeyError, nothing waits forever."""
+    await account.create_account(store, prekeys=1)
+    bundle = await account.get_bundle(store)
+    assert bundle.prekey_id is not None
+    bob = SessionCipher(store)
+    firsts = []
+    for name in ("alice", "carol"):
+        other = await open_store("memory:")
+        await account.create_account(other, prekeys=1)
+        c = SessionCipher(other)
+        await c.process_bundle(BOB, bundle)
+        firsts.append((Address(name, 1), await c.encrypt(BOB, f"hi from {name}".encode())))
+    results: list[object] = []
+
+    async def read(sender: Address, m: CiphertextMessage) -> None:
+        try:
+            results.append(await bob.decrypt(sender, m.type, m.body))
+        except NoPreKeyError as exc:
+            results.append(exc)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for sender, m in firsts:
+                nursery.start_soon(read, sender, m)
+    assert sorted(type(r).__name__ for r in results) == ["NoPreKeyError", "bytes"]
+    async with store.transaction() as tx:
+        assert await tx.count_prekeys() == 0  # used once, by the winner
+        assert await tx.load_prekey(bundle.prekey_id) is None
 
 
 async def test_cipher_roundtrip_and_failed_decrypt_changes_nothing(store: KeyStore) -> None:

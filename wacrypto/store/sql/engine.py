@@ -45,6 +45,7 @@ from wacrypto.errors import (
     InstanceConflictError,
     InvalidArgumentError,
     LeaseLostError,
+    NoPreKeyError,
     StoreError,
 )
 from wacrypto.limits import DEFAULT_LEASE_SECONDS
@@ -990,16 +991,16 @@ class SqlKeyStore:
             self._unref(k, ent)
 
     async def _claim_prekey(self, tx: SqlTransaction, prekey_id: int) -> None:
-        """One-time prekeys are shared by all addresses: two transactions of this process never use one at once."""
-        while True:
-            c = self._prekey_claims.get(prekey_id)
-            if c is None:
-                self._prekey_claims[prekey_id] = (tx, trio.Event())
-                tx._claims.append(prekey_id)
-                return
-            if c[0] is tx:
-                return
-            await c[1].wait()
+        """One-time prekeys are shared by all addresses: two transactions of this process never use one
+        at once. The second fails at once (:class:`NoPreKeyError`, retry later) instead of waiting:
+        the first holds its claim until its commit, which may be waiting for the second's epoch, so a
+        wait could never end (a peer chooses the prekey ids it names)."""
+        c = self._prekey_claims.get(prekey_id)
+        if c is None:
+            self._prekey_claims[prekey_id] = (tx, trio.Event())
+            tx._claims.append(prekey_id)
+        elif c[0] is not tx:
+            raise NoPreKeyError(f"one-time prekey {prekey_id} is in use by another message being decrypted; retry")
 
     def _release_claims(self, tx: SqlTransaction) -> None:
         for pid in tx._claims:
