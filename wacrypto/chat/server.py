@@ -14,13 +14,15 @@ which gets a "conflict" stream error), and has fault switches for tests:
 
 With ``relay=True`` it also carries messages between its clients: a message whose payload is an
 :class:`~wacrypto.transport.envelope.Envelope` naming a recipient's chat key is kept in that recipient's
-mailbox (acknowledged to the sender once kept, de-duplicated by id), pushed whenever the recipient
-is connected (again after each reconnect) and dropped when the recipient acknowledges it. The
-server stamps the sender's key, as authenticated by the handshake, on what it delivers.
+mailbox (acknowledged to the sender once kept, de-duplicated by sender and id), pushed in order
+whenever the recipient is connected (again after each reconnect) under a delivery id derived from
+sender and id, and dropped when the recipient acknowledges that id. The server stamps the sender's
+key, as authenticated by the handshake, on what it delivers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -199,6 +201,7 @@ class ChatdServer:
         # recipient chat key u -> message id -> the message as delivered (in arrival order)
         self.mailboxes: dict[bytes, dict[str, Message]] = {}
         self.relay_rejected = 0  # relay payloads that were not envelopes for a known-size key
+        self._mail: dict[bytes, trio.Event] = {}  # recipient u -> set when its mailbox gains a message
         self._settings = ServerSettings(keys.static, keys.chain)
         self._keepalive = keepalive or KeepaliveSettings(interval=30.0, jitter=5.0, deadline=20.0, dead_socket=30.0)
         self._min_version = min_client_version
@@ -287,7 +290,19 @@ class ChatdServer:
             self.handshakes += 1
             await self._on_connected(session, connected)
             with session.cancel_scope:
-                await driver.run(session.out_recv, lambda ev: self._handle_event(session, ev))
+                if self.relay and session.client_key is not None:
+                    ended: TransportError | None = None
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, session)
+                        try:
+                            await driver.run(session.out_recv, lambda ev: self._handle_event(session, ev))
+                        except TransportError as exc:  # re-raised below, not as a group
+                            ended = exc
+                        nursery.cancel_scope.cancel()
+                    if ended is not None:
+                        raise ended
+                else:
+                    await driver.run(session.out_recv, lambda ev: self._handle_event(session, ev))
         except TransportError as exc:
             self.connection_errors.append(exc)
         except trio.TooSlowError:
@@ -320,9 +335,6 @@ class ChatdServer:
             old.cancel_scope.cancel()
         self.sessions[key] = session
         self.all_sessions.append(session)
-        if self.relay:
-            for msg in self.mailboxes.get(key, {}).values():
-                session.send(msg)
         self.session_started.set()
         self.session_started = trio.Event()
         if self._on_event is not None:
@@ -330,19 +342,32 @@ class ChatdServer:
 
     async def _handle_event(self, session: Session, ev: ChatEvent) -> None:
         if isinstance(ev, MessageReceived):
-            session.received.append(ev)
+            if not self.relay:
+                session.received.append(ev)
             if not self.relay or self._relay(session, ev):
-                session.send(Ack(ev.id))  # the reference server "persists" by keeping it in memory
+                # the reference server "persists" by keeping it in memory; the ack is never dropped
+                # (waiting for room applies backpressure to this client's reads)
+                try:
+                    await session.out_send.send(Ack(ev.id))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass
         elif isinstance(ev, AckReceived):
-            session.acks.append(ev.id)
             if self.relay and session.client_key is not None:
                 box = self.mailboxes.get(session.client_key.u)
                 if box is not None:
                     box.pop(ev.id, None)
+            else:
+                session.acks.append(ev.id)
         if self._on_event is not None:
             await self._on_event(session, ev)
 
     # ------------------------------------------------------------------ delivery
+    @staticmethod
+    def delivery_id(sender: bytes, message_id: str) -> str:
+        """The id a relayed message is delivered (and acknowledged) under: one per (sender, id), so
+        two senders' ids never collide and a resend keeps its id."""
+        return hashlib.sha256(bytes(sender) + b"\x00" + message_id.encode()).hexdigest()[:40]
+
     def _relay(self, session: Session, ev: MessageReceived) -> bool:
         """Keep ``ev`` for its recipient; False (no ack: the sender keeps it and retries) if the
         recipient's mailbox is full. Payloads that are not envelopes are acknowledged and dropped."""
@@ -352,17 +377,42 @@ class ChatdServer:
         except PeerError:
             self.relay_rejected += 1
             return True
+        sender = session.client_key.u
+        did = self.delivery_id(sender, ev.id)
         box = self.mailboxes.setdefault(env.recipient, {})
-        if ev.id in box:
+        if did in box:
             return True  # a resend of a message still waiting: keep the first
         if len(box) >= MAILBOX_LIMIT:
             return False
-        msg = Message(ev.id, env.stamped(session.client_key.u).to_bytes())
-        box[ev.id] = msg
-        target = self.sessions.get(env.recipient)
-        if target is not None:
-            target.send(msg)
+        box[did] = Message(did, env.stamped(sender).to_bytes())
+        self._mail_event(env.recipient).set()
         return True
+
+    def _mail_event(self, recipient: bytes) -> trio.Event:
+        ev = self._mail.get(recipient)
+        if ev is None or ev.is_set():
+            ev = self._mail[recipient] = trio.Event()
+        return ev
+
+    async def _pump(self, session: Session) -> None:
+        """Push the recipient's mailbox to this connection, in order, as fast as it takes them
+        (everything still waiting is pushed again on each new connection)."""
+        assert session.client_key is not None
+        key = session.client_key.u
+        pushed: set[str] = set()
+        while True:
+            changed = self._mail_event(key)
+            box = self.mailboxes.get(key, {})
+            pushed &= box.keys()
+            for did, msg in list(box.items()):
+                if did not in pushed and did in box:
+                    pushed.add(did)
+                    try:
+                        await session.out_send.send(msg)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        return
+            if not any(did not in pushed for did in self.mailboxes.get(key, {})):
+                await changed.wait()
 
     def pending(self, client_key: PublicKey) -> int:
         """Messages waiting in ``client_key``'s mailbox (relay mode)."""
