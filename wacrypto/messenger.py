@@ -41,6 +41,7 @@ from wacrypto.errors import (
     MissingStateError,
     PeerError,
     TransportError,
+    UntrustedIdentityError,
 )
 from wacrypto.store.protocols import OutboxEntry
 from wacrypto.transport.connection import AckReceived, MessageReceived
@@ -49,6 +50,7 @@ from wacrypto.transport.envelope import CHAT_KEY_LEN, Envelope
 __all__ = ["Directory", "Dropped", "Messenger"]
 
 OUTBOX_BATCH: Final = 500  # outbox rows re-sent per store read after a (re)connection
+RESEND_AFTER: Final = 30.0  # seconds without the server's ack before a message is sent again
 RECEIVE_BATCH: Final = 256  # delivered messages read per store transaction, at most
 MARK_ON_EXIT_TIMEOUT: Final = 5.0  # seconds run() may take on exit to mark what was handled
 
@@ -80,11 +82,15 @@ class Directory:
 @final
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """A delivered message that can never be read (acknowledged to the server and dropped)."""
+    """A delivered message that cannot be read: forged or garbled ones are acknowledged and gone
+    (``final``); those this side could read after fixing its state (add the sender to the directory,
+    fetch a session, trust a new identity) stay with the server and come again after a reconnect."""
 
     message_id: str
     sender: Address | None
     error: PeerError | MissingStateError  # InvalidMessageError for an unknown sender
+    final: bool  # True: acknowledged and gone; False: left with the server, delivered again after a
+    #              reconnect (unknown sender, no session or prekey, untrusted identity: fixable here)
 
 
 OnMessage = Callable[[Address, bytes], Awaitable[None]]
@@ -122,9 +128,12 @@ class Messenger:
         self.delivered = 0  # messages given to on_message and acknowledged
         self.dropped = 0
         self._queue: deque[tuple[str, bytes, int, bytes]] = deque()  # (id, chat key, type, body) to send
-        self._inflight: set[str] = set()  # sent on the current connection, not yet acknowledged
+        self._inflight: dict[str, float] = {}  # sent on the current connection, not acknowledged: when
+        self._acked_ids: set[str] = set()  # acknowledged, outbox row not deleted yet: never resend
         self._resend = True  # re-read the outbox before sending anything else
         self._wake = trio.Event()
+        self._acks: deque[str] = deque()  # acks to send (by their own task: never block the event loop)
+        self._ack_wake = trio.Event()
         # handled messages waiting for their batched mark + ack, and acknowledged outbox rows
         # waiting for their batched delete (a crash before either only causes a redelivery / resend)
         self._handled: list[tuple[Address, bytes, str]] = []
@@ -159,30 +168,44 @@ class Messenger:
 
     async def _flusher(self) -> None:
         """Hand queued messages to the connection in order; after each (re)connection, the whole
-        outbox first (it holds everything sent but not acknowledged, oldest first)."""
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            if self.client.state is not ClientState.CONNECTED:
-                continue
-            if self._resend:
-                self._resend = False
-                self._queue.clear()  # all of it is in the outbox, which is read after this
-                async with self.cipher.store.transaction() as tx:
-                    entries: list[OutboxEntry] = await tx.outbox_list(limit=OUTBOX_BATCH)
-                if len(entries) == OUTBOX_BATCH:
-                    self._resend = True  # more after these are acknowledged (see _acked)
-                for e in entries:
-                    key = self.directory.chat_key(Address.parse(e.address))
-                    if key is not None:
-                        self._queue.append((e.message_id, key, e.msg_type, e.body))
-            while self._queue and self.client.state is ClientState.CONNECTED:
-                mid, key, msg_type, body = self._queue.popleft()
-                if mid in self._inflight:
+        outbox first (it holds everything sent but not acknowledged, oldest first). Messages the
+        server leaves unacknowledged for RESEND_AFTER seconds (say, a full mailbox) are sent again."""
+        try:
+            while True:
+                with trio.move_on_after(RESEND_AFTER):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                if self.client.state is not ClientState.CONNECTED:
                     continue
-                self._inflight.add(mid)
-                await self.client.send_message(Envelope(key, msg_type, body).to_bytes(), id=mid)
-                self.sent += 1
+                now = trio.current_time()
+                if self._inflight and min(self._inflight.values()) < now - RESEND_AFTER:
+                    self._reconnected()
+                    self._wake = trio.Event()
+                if self._resend:
+                    await self._reload_from_outbox()
+                while self._queue and self.client.state is ClientState.CONNECTED:
+                    mid, key, msg_type, body = self._queue.popleft()
+                    if mid in self._inflight or mid in self._acked_ids:
+                        continue
+                    self._inflight[mid] = trio.current_time()
+                    await self.client.send_message(Envelope(key, msg_type, body).to_bytes(), id=mid)
+                    self.sent += 1
+        except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
+            return  # the client closed: nothing more can be sent; the outbox keeps the rest
+
+    async def _reload_from_outbox(self) -> None:
+        self._resend = False
+        async with self.cipher.store.transaction() as tx:
+            entries: list[OutboxEntry] = await tx.outbox_list(limit=OUTBOX_BATCH)
+        if len(entries) == OUTBOX_BATCH:
+            self._resend = True  # more after these are acknowledged (see _remover)
+        rows = [(e.message_id, self.directory.chat_key(Address.parse(e.address)), e.msg_type, e.body)
+                for e in entries if e.message_id not in self._acked_ids]
+        in_rows = {r[0] for r in rows}
+        # sends that committed during the read are either in the rows or newer than all of them
+        newer = [] if self._resend else [q for q in self._queue if q[0] not in in_rows]
+        self._queue = deque((mid, key, t, b) for mid, key, t, b in rows if key is not None)
+        self._queue.extend(newer)
 
     # ------------------------------------------------------------------ receiving
     async def _receive(self, evs: list[MessageReceived]) -> None:
@@ -195,35 +218,49 @@ class Messenger:
                 if env.sender is None or (sender := self.directory.address(env.sender)) is None:
                     raise InvalidMessageError("message from an unknown chat key")
             except PeerError as exc:
-                await self._drop(ev, sender, exc)
+                await self._drop(ev, sender, exc, final=sender is not None)
                 continue
             by_sender.setdefault(sender, []).append((ev, env))
         for sender, items in by_sender.items():
             results = await self.cipher.decrypt_once_many(sender, [(env.type, env.body) for _, env in items])
             for (ev, _), got in zip(items, results):
                 if isinstance(got, DuplicateMessageError):
-                    await self._ack(ev.id)  # handled before: the server may forget it
+                    self._ack(ev.id)  # handled before: the server may forget it
                 elif isinstance(got, (PeerError, MissingStateError)):
-                    # cannot be read as it is (forged, no session, untrusted identity): tell the
-                    # application and stop the redeliveries
-                    await self._drop(ev, sender, got)
+                    # forged or garbled: gone for good; no session / prekey or an untrusted identity:
+                    # readable once that is fixed, so it stays with the server
+                    fixable = isinstance(got, (MissingStateError, UntrustedIdentityError))
+                    await self._drop(ev, sender, got, final=not fixable)
                 elif got.digest not in self._handled_digests:  # else: handled a moment ago, ack on its way
                     await self._on_message(sender, got.plaintext)
                     self._handled_digests.add(got.digest)
                     self._handled.append((sender, got.digest, ev.id))
                     self._handled_wake.set()
 
-    async def _drop(self, ev: MessageReceived, sender: Address | None, exc: PeerError | MissingStateError) -> None:
+    async def _drop(
+        self, ev: MessageReceived, sender: Address | None, exc: PeerError | MissingStateError, *, final: bool
+    ) -> None:
         self.dropped += 1
         if self._on_dropped is not None:
-            await self._on_dropped(Dropped(ev.id, sender, exc))
-        await self._ack(ev.id)
+            await self._on_dropped(Dropped(ev.id, sender, exc, final))
+        if final:
+            self._ack(ev.id)
 
-    async def _ack(self, mid: str) -> None:
+    def _ack(self, mid: str) -> None:
+        self._acks.append(mid)
+        self._ack_wake.set()
+
+    async def _acker(self) -> None:
+        """Send queued acks; a separate task, so the event loop never waits for the send queue
+        (which only drains while connected) while the client waits to report a new state."""
         try:
-            await self.client.ack(mid)
+            while True:
+                await self._ack_wake.wait()
+                self._ack_wake = trio.Event()
+                while self._acks:
+                    await self.client.ack(self._acks.popleft())
         except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the connection is closing: the server redelivers, the store answers
+            return  # the client closed: the server delivers again, the store answers
 
     async def _marker(self) -> None:
         """Mark handled messages in batches (one commit for all that are waiting), then ack them."""
@@ -233,13 +270,14 @@ class Messenger:
             await self._mark_waiting()
 
     async def _mark_waiting(self) -> None:
-        batch, self._handled = self._handled, []
+        batch = list(self._handled)  # they leave the list only once the mark is committed
         if not batch:
             return
         await self.cipher.mark_handled_many([(a, d) for a, d, _ in batch])
+        del self._handled[: len(batch)]  # (only appended to meanwhile)
         for _, digest, mid in batch:
             self._handled_digests.discard(digest)
-            await self._ack(mid)
+            self._ack(mid)
             self.delivered += 1
 
     async def _remover(self) -> None:
@@ -250,15 +288,21 @@ class Messenger:
             ids, self._to_remove = self._to_remove, []
             if not ids:
                 continue
-            async with self.cipher.store.transaction() as tx:
-                for mid in ids:
-                    if await tx.outbox_remove(mid):
-                        self.acked += 1
-            if self._resend and not self._inflight:
+            try:
+                async with self.cipher.store.transaction() as tx:
+                    for mid in ids:
+                        if await tx.outbox_remove(mid):
+                            self.acked += 1
+            except BaseException:
+                self._to_remove[:0] = ids  # not deleted: try again (they stay in _acked_ids)
+                raise
+            self._acked_ids.difference_update(ids)
+            if self._resend and not self._inflight and not self._to_remove:
                 self._wake.set()  # the next batch of a long outbox
 
     def _acked(self, ev: AckReceived) -> None:
-        self._inflight.discard(ev.id)
+        self._inflight.pop(ev.id, None)
+        self._acked_ids.add(ev.id)
         self._to_remove.append(ev.id)
         self._removed_wake.set()
 
@@ -280,6 +324,7 @@ class Messenger:
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._marker)
             nursery.start_soon(self._remover)
+            nursery.start_soon(self._acker)
             task_status.started()
             self._reconnected()
             events = self.client.events()
