@@ -70,13 +70,19 @@ async def bench_transport(ports: list[int], count: int, size: int) -> dict[str, 
     lat: list[float] = []
     done = trio.Event()
 
+    acks_send, acks_recv = trio.open_memory_channel[str](count)
+
     async def bob_loop(client: ChatClient) -> None:
         async for ev in client.events():
             if isinstance(ev, MessageReceived):
                 lat.append(time.perf_counter() - sent_at[ev.id])
-                await client.ack(ev.id)
+                acks_send.send_nowait(ev.id)  # acked by their own task, as the Messenger does
                 if len(lat) == count:
                     done.set()
+
+    async def bob_acks(client: ChatClient) -> None:
+        async for mid in acks_recv:
+            await client.ack(mid)
 
     async def drain_acks(client: ChatClient) -> None:
         async for _ev in client.events():
@@ -87,12 +93,13 @@ async def bench_transport(ports: list[int], count: int, size: int) -> dict[str, 
         await ca.wait_connected()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bob_loop, cb)
+            nursery.start_soon(bob_acks, cb)
             nursery.start_soon(drain_acks, ca)
             env = Envelope(kb.public.u, 2, body).to_bytes()
             t0 = time.perf_counter()
             for i in range(count):
                 mid = f"t{i}"
-                sent_at[mid] = time.perf_counter()
+                sent_at[ChatdServer.delivery_id(ka.public.u, mid)] = time.perf_counter()  # as chatd delivers it
                 await ca.send_message(env, id=mid)
             await done.wait()
             elapsed = time.perf_counter() - t0
