@@ -130,6 +130,7 @@ class Messenger:
         self._queue: deque[tuple[str, bytes, int, bytes]] = deque()  # (id, chat key, type, body) to send
         self._inflight: dict[str, float] = {}  # sent on the current connection, not acknowledged: when
         self._acked_ids: set[str] = set()  # acknowledged, outbox row not deleted yet: never resend
+        self._unsendable: set[str] = set()  # outbox rows whose recipient has no chat key (this connection)
         self._resend = True  # re-read the outbox before sending anything else
         self._wake = trio.Event()
         self._acks: deque[str] = deque()  # acks to send (by their own task: never block the event loop)
@@ -157,7 +158,8 @@ class Messenger:
             raise InvalidArgumentError(f"no chat key known for {to}")
         mid = message_id or uuid.uuid4().hex
         msg = await self.cipher.encrypt_durable(to, plaintext, mid)
-        self._queue.append((mid, key, msg.type, msg.body))
+        if not self._resend:  # else the outbox is being read in order: it is in there, behind the rest
+            self._queue.append((mid, key, msg.type, msg.body))
         self._wake.set()
         return mid
 
@@ -183,6 +185,8 @@ class Messenger:
                     self._wake = trio.Event()
                 if self._resend:
                     await self._reload_from_outbox()
+                    if self._resend and not self._queue and not self._inflight:
+                        self._wake.set()  # a whole batch nobody can be sent to: read past it at once
                 while self._queue and self.client.state is ClientState.CONNECTED:
                     mid, key, msg_type, body = self._queue.popleft()
                     if mid in self._inflight or mid in self._acked_ids:
@@ -195,16 +199,22 @@ class Messenger:
 
     async def _reload_from_outbox(self) -> None:
         self._resend = False
+        limit = OUTBOX_BATCH + len(self._unsendable)
         async with self.cipher.store.transaction() as tx:
-            entries: list[OutboxEntry] = await tx.outbox_list(limit=OUTBOX_BATCH)
-        if len(entries) == OUTBOX_BATCH:
+            entries: list[OutboxEntry] = await tx.outbox_list(limit=limit)
+        if len(entries) == limit:
             self._resend = True  # more after these are acknowledged (see _remover)
-        rows = [(e.message_id, self.directory.chat_key(Address.parse(e.address)), e.msg_type, e.body)
-                for e in entries if e.message_id not in self._acked_ids]
+        rows = []
+        for e in entries:
+            key = self.directory.chat_key(Address.parse(e.address))
+            if key is None:  # nobody to send it to (yet): read past it next time, retry after a reconnect
+                self._unsendable.add(e.message_id)
+            elif e.message_id not in self._acked_ids:
+                rows.append((e.message_id, key, e.msg_type, e.body))
         in_rows = {r[0] for r in rows}
         # sends that committed during the read are either in the rows or newer than all of them
         newer = [] if self._resend else [q for q in self._queue if q[0] not in in_rows]
-        self._queue = deque((mid, key, t, b) for mid, key, t, b in rows if key is not None)
+        self._queue = deque(rows)
         self._queue.extend(newer)
 
     # ------------------------------------------------------------------ receiving
@@ -353,6 +363,7 @@ class Messenger:
 
     def _reconnected(self) -> None:
         self._inflight.clear()  # what was in flight on the old connection may be lost: resend
+        self._unsendable.clear()  # the directory may know them now
         self._resend = True
         self._wake.set()
 

@@ -292,3 +292,33 @@ async def test_relay_delivers_a_mailbox_larger_than_a_send_queue_and_keeps_sende
                     await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert sorted(got) == sorted(w + b"%d" % i for i in range(350) for w in (b"a", b"c"))
+
+
+async def test_messages_to_unknown_recipients_do_not_hold_up_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outbox rows whose recipient has no chat key (say, the directory lost it) are passed over;
+    the messages behind them, more than one outbox batch further on, still go out."""
+    import wacrypto.messenger as messenger_mod
+
+    monkeypatch.setattr(messenger_mod, "OUTBOX_BATCH", 3)
+    a, b, d = await _pair(tmp_path)
+    carol = Address("carol", 1)
+    store = await open_store(a.url)
+    try:
+        other = await open_store("memory:")
+        await account.create_account(other, prekeys=1)
+        await SessionCipher(store).process_bundle(carol, await account.get_bundle(other))
+        for i in range(7):  # carol is in no directory: these can never be sent from here
+            await SessionCipher(store).encrypt_durable(carol, b"c%d" % i, f"carol-{i}")
+    finally:
+        await store.aclose()
+    server = ChatdServer(KEYS, keepalive=KeepaliveSettings(interval=0), relay=True)
+    async with trio.open_nursery() as nursery:
+        ports = await nursery.start(server.serve, "127.0.0.1", [0])
+        async with running(b, ports, d), running(a, ports, d) as (ma, _, _):
+            for i in range(5):
+                await ma.send(BOB, b"b%d" % i)
+            with trio.fail_after(20):
+                await _wait_for(b, 5)
+            assert await ma.pending() == 7  # carol's stay in the outbox
+        nursery.cancel_scope.cancel()
+    assert [pt for _, pt in b.got] == [b"b%d" % i for i in range(5)]
