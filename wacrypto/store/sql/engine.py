@@ -725,7 +725,7 @@ class SqlTransaction:
 
     # prekeys
     async def load_prekey(self, prekey_id: int) -> bytes | None:
-        await self._store._claim_prekey(self, int(prekey_id))
+        self._store._claim_prekey(self, int(prekey_id))
         v = await self._get("prekey", int(prekey_id))
         return v if isinstance(v, bytes) else None
 
@@ -886,7 +886,7 @@ class SqlKeyStore:
         self._admin: Conn | None = None
         self._admin_lock = trio.Lock()
         self._addr_locks: dict[str, _AddrLock] = {}
-        self._prekey_claims: dict[int, tuple[SqlTransaction, trio.Event]] = {}
+        self._prekey_claims: dict[int, SqlTransaction] = {}  # one-time prekey id -> the transaction using it
         self._lease_holder: str | None = None
         self._lease_token: int | None = None
         self._lease_seconds = DEFAULT_LEASE_SECONDS
@@ -990,23 +990,21 @@ class SqlKeyStore:
             ent.release()
             self._unref(k, ent)
 
-    async def _claim_prekey(self, tx: SqlTransaction, prekey_id: int) -> None:
+    def _claim_prekey(self, tx: SqlTransaction, prekey_id: int) -> None:
         """One-time prekeys are shared by all addresses: two transactions of this process never use one
         at once. The second fails at once (:class:`NoPreKeyError`, retry later) instead of waiting:
         the first holds its claim until its commit, which may be waiting for the second's epoch, so a
         wait could never end (a peer chooses the prekey ids it names)."""
-        c = self._prekey_claims.get(prekey_id)
-        if c is None:
-            self._prekey_claims[prekey_id] = (tx, trio.Event())
+        holder = self._prekey_claims.get(prekey_id)
+        if holder is None:
+            self._prekey_claims[prekey_id] = tx
             tx._claims.append(prekey_id)
-        elif c[0] is not tx:
+        elif holder is not tx:
             raise NoPreKeyError(f"one-time prekey {prekey_id} is in use by another message being decrypted; retry")
 
     def _release_claims(self, tx: SqlTransaction) -> None:
         for pid in tx._claims:
-            c = self._prekey_claims.pop(pid, None)
-            if c is not None:
-                c[1].set()
+            self._prekey_claims.pop(pid, None)
         tx._claims.clear()
 
     @asynccontextmanager
