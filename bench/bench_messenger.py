@@ -41,7 +41,7 @@ from wacrypto.address import Address  # noqa: E402
 from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client  # noqa: E402
 from wacrypto.chat.server import ChatdServer, ServerKeys  # noqa: E402
 from wacrypto.cipher import SessionCipher  # noqa: E402
-from wacrypto.messenger import Directory, Messenger  # noqa: E402
+from wacrypto.messenger import Directory, Messenger, open_messenger  # noqa: E402
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.store import open_store  # noqa: E402
 from wacrypto.store.protocols import KeyStore  # noqa: E402
@@ -115,12 +115,9 @@ async def _messenger(store: KeyStore, key: KeyPair, ports: list[int], book: Dire
         if len(got) == count:
             done.set()
 
-    async with open_chat_client(_config(key, ports)) as client, trio.open_nursery() as nursery:
-        m = Messenger(SessionCipher(store), client, book, on_message)
-        await nursery.start(m.run)
-        await client.wait_connected()
+    async with open_messenger(SessionCipher(store), _config(key, ports), book, on_message) as m:
+        await m.client.wait_connected()
         yield m
-        nursery.cancel_scope.cancel()
 
 
 async def bench_messenger(ports: list[int], kind: str, count: int, size: int) -> dict[str, Any]:

@@ -4,13 +4,14 @@
 :class:`~wacrypto.chat.ChatClient` talking to a relaying chatd:
 
 * **send**: :meth:`Messenger.send` encrypts with :meth:`SessionCipher.encrypt_durable`, so the
-  ciphertext is in the store's outbox in the same transaction as the ratchet step, then hands it to
-  the connection. The outbox row is deleted only when the server acknowledges the message; after
-  every (re)connection, and after a restart, everything still in the outbox is sent again. A message
-  is therefore sent at least once, and never encrypted twice.
-* **receive**: each delivered envelope is decrypted with :meth:`SessionCipher.decrypt_once` (the
-  plaintext is stored with the ratchet step), given to the application's ``on_message``, then marked
-  handled and acknowledged to the server. A redelivery before the acknowledgement returns the stored
+  ciphertext is in the store's outbox in the same transaction as the ratchet step; :meth:`run` hands
+  the outbox to the connection in order. The outbox row is deleted only when the server acknowledges
+  the message; after every (re)connection, after a restart and after RESEND_AFTER seconds without an
+  acknowledgement, what is still in the outbox is sent again. A message is therefore sent at least
+  once, and never encrypted twice.
+* **receive**: delivered envelopes are decrypted with :meth:`SessionCipher.decrypt_once_many` (a
+  sender's queued messages in one transaction; each plaintext stored with its ratchet step), given to
+  the application's ``on_message``, then marked handled and acknowledged to the server (in batches). A redelivery before the acknowledgement returns the stored
   plaintext (``on_message`` sees it again only if it had not returned); after it, the duplicate is
   acknowledged and dropped. The application sees each message exactly once as long as its handler
   is idempotent across a crash between its own commit and ours.
@@ -24,14 +25,15 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, final
 
 import trio
 
 from wacrypto.address import Address
-from wacrypto.chat.client import ChatClient
+from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client
 from wacrypto.chat.events import ClientEvent, ClientState, StateChanged
 from wacrypto.cipher import SessionCipher
 from wacrypto.errors import (
@@ -47,7 +49,7 @@ from wacrypto.store.protocols import OutboxEntry
 from wacrypto.transport.connection import AckReceived, MessageReceived
 from wacrypto.transport.envelope import CHAT_KEY_LEN, Envelope
 
-__all__ = ["Directory", "Dropped", "Messenger"]
+__all__ = ["Directory", "Dropped", "Messenger", "open_messenger"]
 
 OUTBOX_BATCH: Final = 500  # outbox rows re-sent per store read after a (re)connection
 RESEND_AFTER: Final = 30.0  # seconds without the server's ack before a message is sent again
@@ -367,3 +369,21 @@ class Messenger:
         self._resend = True
         self._wake.set()
 
+
+@asynccontextmanager
+async def open_messenger(
+    cipher: SessionCipher,
+    config: ChatClientConfig,
+    directory: Directory,
+    on_message: OnMessage,
+    *,
+    on_dropped: Callable[[Dropped], Awaitable[None]] | None = None,
+    on_event: Callable[[ClientEvent], Awaitable[None]] | None = None,
+) -> AsyncIterator[Messenger]:
+    """Open the chat connection described by ``config`` and run a :class:`Messenger` on it until the
+    block ends (the store behind ``cipher`` stays the caller's to close)."""
+    async with open_chat_client(config) as client, trio.open_nursery() as nursery:
+        m = Messenger(cipher, client, directory, on_message, on_dropped=on_dropped, on_event=on_event)
+        await nursery.start(m.run)
+        yield m
+        nursery.cancel_scope.cancel()

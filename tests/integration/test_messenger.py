@@ -21,7 +21,7 @@ from wacrypto.chat.events import ClientState
 from wacrypto.chat.server import ChatdServer, ServerKeys
 from wacrypto.cipher import SessionCipher
 from wacrypto.errors import PeerError
-from wacrypto.messenger import Directory, Dropped, Messenger
+from wacrypto.messenger import Directory, Dropped, Messenger, open_messenger
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore
@@ -64,11 +64,9 @@ async def running(p: Party, ports: list[int], directory: Directory,
         p.dropped.append(d)
 
     try:
-        async with open_chat_client(_config(p, ports)) as client, trio.open_nursery() as nursery:
-            m = Messenger(SessionCipher(store), client, directory, on_message or got, on_dropped=dropped)
-            await nursery.start(m.run)
-            yield m, client, store
-            nursery.cancel_scope.cancel()
+        async with open_messenger(SessionCipher(store), _config(p, ports), directory, on_message or got,
+                                  on_dropped=dropped) as m:
+            yield m, m.client, store
     finally:
         await store.aclose()
 

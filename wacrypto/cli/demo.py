@@ -25,11 +25,11 @@ import trio
 from wacrypto import account
 from wacrypto.address import Address
 from wacrypto.cipher import CiphertextMessage, SessionCipher
-from wacrypto.chat.client import ChatClientConfig, open_chat_client
+from wacrypto.chat.client import ChatClientConfig
 from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChanged
 from wacrypto.chat.server import ChatdServer, ServerKeys
 from wacrypto.errors import WacryptoError
-from wacrypto.messenger import Directory, Messenger
+from wacrypto.messenger import Directory, Messenger, open_messenger
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.transport.connection import KeepaliveSettings
 from wacrypto.store.memory import MemoryKeyStore
@@ -142,11 +142,8 @@ async def _party(
         keepalive=KeepaliveSettings(interval=0), backoff_base=0.1, backoff_cap=0.3, connect_timeout=5.0,
     )
     try:
-        async with open_chat_client(config) as client, trio.open_nursery() as nursery:
-            m = Messenger(SessionCipher(store), client, directory, on_message, on_event=on_event)
-            await nursery.start(m.run)
+        async with open_messenger(SessionCipher(store), config, directory, on_message, on_event=on_event) as m:
             yield m
-            nursery.cancel_scope.cancel()
     finally:
         if kind != "memory":
             await store.aclose()
