@@ -34,11 +34,11 @@ from typing import Final, final
 
 import trio
 
-from wacrypto.transport.envelope import Envelope
 from wacrypto.errors import InvalidArgumentError, PeerError, TransportError
 from wacrypto.limits import DEFAULT_SEND_QUEUE
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey, Rng, system_rng
 from wacrypto.transport.certs import CertChain
+from wacrypto.transport.envelope import Envelope
 from wacrypto.transport.connection import (
     AckReceived,
     ChatConnection,
