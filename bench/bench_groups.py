@@ -56,10 +56,10 @@ sys.path.insert(0, str(ROOT))  # the checkout, not a possibly stale editable ins
 import trio  # noqa: E402
 
 import wacrypto  # noqa: E402
-from wacrypto.account import create_account, get_bundle  # noqa: E402
+from wacrypto.session.account import create_account, get_bundle  # noqa: E402
 from wacrypto.address import Address  # noqa: E402
-from wacrypto.cipher import SessionCipher  # noqa: E402
-from wacrypto.groups import GroupCipher, fan_out  # noqa: E402
+from wacrypto.session.cipher import SessionCipher  # noqa: E402
+from wacrypto.session.groups import GroupCipher, fan_out  # noqa: E402
 from wacrypto.signal import senderkeys as sk  # noqa: E402
 from wacrypto.signal.senderkeys import SenderKeyRecord  # noqa: E402
 from wacrypto.store.memory import MemoryKeyStore  # noqa: E402

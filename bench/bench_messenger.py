@@ -36,17 +36,17 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wacrypto import account  # noqa: E402
+from wacrypto.session import account  # noqa: E402
 from wacrypto.address import Address  # noqa: E402
 from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client  # noqa: E402
-from wacrypto.chat.server import ChatdServer, ServerKeys  # noqa: E402
-from wacrypto.cipher import SessionCipher  # noqa: E402
-from wacrypto.messenger import Directory, Messenger, open_messenger  # noqa: E402
+from wacrypto.chatd.server import ChatdServer, ServerKeys  # noqa: E402
+from wacrypto.session.cipher import SessionCipher  # noqa: E402
+from wacrypto.chat.messenger import Directory, Messenger, open_messenger  # noqa: E402
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.store import open_store  # noqa: E402
 from wacrypto.store.protocols import KeyStore  # noqa: E402
 from wacrypto.transport.connection import AckReceived, KeepaliveSettings, MessageReceived  # noqa: E402
-from wacrypto.transport.envelope import Envelope  # noqa: E402
+from wacrypto.chat.envelope import Envelope  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 KEYS, _, _ = ServerKeys.generate()

@@ -71,7 +71,7 @@ from cryptography.hazmat.primitives.ciphers.modes import CBC  # noqa: E402
 
 import wacrypto  # noqa: E402
 from wacrypto import Address, MemoryKeyStore, SessionCipher, SessionRecord  # noqa: E402
-from wacrypto.account import create_account, generate_prekeys, get_bundle  # noqa: E402
+from wacrypto.session.account import create_account, generate_prekeys, get_bundle  # noqa: E402
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.primitives.xeddsa import montgomery_to_edwards, xeddsa_sign  # noqa: E402
 from wacrypto.signal import ratchet  # noqa: E402

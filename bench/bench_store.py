@@ -32,9 +32,9 @@ from pathlib import Path
 
 import trio
 
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
+from wacrypto.session.cipher import SessionCipher
 from wacrypto.store import open_store
 
 PG_ADMIN = os.environ.get("WACRYPTO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

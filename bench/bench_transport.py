@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from wacrypto.chat.client import ChatClientConfig, open_chat_client  # noqa: E402
 from wacrypto.chat.events import ClientState, StateChanged  # noqa: E402
-from wacrypto.chat.server import ChatdServer, ServerKeys, load_trust_file  # noqa: E402
+from wacrypto.chatd.server import ChatdServer, ServerKeys, load_trust_file  # noqa: E402
 from wacrypto.chat.stream import NoiseStream  # noqa: E402
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.transport.connection import (  # noqa: E402

@@ -66,7 +66,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 from wacrypto.chat.client import ChatClientConfig, open_chat_client  # noqa: E402
 from wacrypto.chat.events import ClientState, StateChanged  # noqa: E402
-from wacrypto.chat.server import ServerKeys, load_trust_file  # noqa: E402
+from wacrypto.chatd.server import ServerKeys, load_trust_file  # noqa: E402
 from wacrypto.chat.stream import NoiseStream  # noqa: E402
 from wacrypto.primitives.keys import KeyPair, PublicKey  # noqa: E402
 from wacrypto.transport.connection import (  # noqa: E402

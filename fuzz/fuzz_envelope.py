@@ -14,7 +14,7 @@ import atheris
 with atheris.instrument_imports():
     from wacrypto._proto import chat_pb2
     from wacrypto.errors import PeerError
-    from wacrypto.transport.envelope import Envelope
+    from wacrypto.chat.envelope import Envelope
 
 
 def TestOneInput(data: bytes) -> None:

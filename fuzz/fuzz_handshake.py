@@ -13,7 +13,7 @@ import time
 import atheris
 
 with atheris.instrument_imports():
-    from wacrypto.chat.server import ServerKeys
+    from wacrypto.chatd.server import ServerKeys
     from wacrypto.errors import PeerError, TransportError
     from wacrypto.primitives.keys import KeyPair, PrivateKey
     from wacrypto.transport.certs import CertChain

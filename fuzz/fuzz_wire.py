@@ -14,9 +14,9 @@ import atheris
 with atheris.instrument_imports():
     import trio
 
-    from wacrypto import account
+    from wacrypto.session import account
     from wacrypto.address import Address
-    from wacrypto.cipher import SessionCipher
+    from wacrypto.session.cipher import SessionCipher
     from wacrypto.errors import DuplicateMessageError, MissingStateError, PeerError
     from wacrypto.store.memory import MemoryKeyStore
     from wacrypto.wire.messages import (

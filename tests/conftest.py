@@ -1,28 +1,40 @@
-"""Shared fixtures: deterministic RNGs and two-party setups on the memory store."""
+"""Shared fixtures: deterministic RNGs, chatd keys, a chatd subprocess."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-
-class SeededRng:
-    """Deterministic byte source (SHA-256 in counter mode) for reproducible tests and vectors."""
-
-    def __init__(self, seed: bytes) -> None:
-        self._seed = seed
-        self._n = 0
-
-    def __call__(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            out += hashlib.sha256(self._seed + self._n.to_bytes(8, "big")).digest()
-            self._n += 1
-        return out[:n]
+from wacrypto.chatd.server import ServerKeys
+from wacrypto.testing.chatd_process import ChatdProcess, cli_env, free_port, wacrypto_cmd
+from wacrypto.testing.rng import SeededRng
 
 
 @pytest.fixture
 def seeded_rng() -> Callable[[bytes], SeededRng]:
     return SeededRng
+
+
+@pytest.fixture(scope="session")
+def server_keys() -> ServerKeys:
+    keys, _, _ = ServerKeys.generate()
+    return keys
+
+
+@pytest.fixture(scope="session")
+def keydir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A chatd key folder made by ``wacrypto chatd init``."""
+    d = tmp_path_factory.mktemp("chatd")
+    out = subprocess.run(wacrypto_cmd("chatd", "init", "--dir", str(d)), capture_output=True, text=True, env=cli_env(), timeout=30)
+    assert out.returncode == 0, out.stderr
+    return d
+
+
+@pytest.fixture
+def chatd_process(keydir: Path) -> Iterator[ChatdProcess]:
+    proc = ChatdProcess(keydir, [free_port(), free_port()])
+    yield proc
+    proc.stop()

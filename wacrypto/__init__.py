@@ -4,12 +4,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from wacrypto.account import create_account, generate_prekeys, get_bundle, rotate_signed_prekey
+from wacrypto.session.account import create_account, generate_prekeys, get_bundle, rotate_signed_prekey
 from wacrypto.address import Address
-from wacrypto.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
+from wacrypto.session.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
 from wacrypto.errors import *  # noqa: F403
 from wacrypto.errors import __all__ as _errors_all
-from wacrypto.groups import FanOutResult, GroupCipher, fan_out
+from wacrypto.session.groups import FanOutResult, GroupCipher, fan_out
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey
 from wacrypto.signal.fingerprint import Fingerprint, create_fingerprint
 from wacrypto.signal.bundle import PreKeyBundle

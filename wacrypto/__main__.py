@@ -1,5 +1,5 @@
 import sys
 
-from wacrypto.cli import main
+from wacrypto.tools.cli import main
 
 sys.exit(main())

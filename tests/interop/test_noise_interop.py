@@ -35,7 +35,7 @@ from dissononce.processing.impl.cipherstate import CipherState as DCipherState  
 from dissononce.processing.impl.handshakestate import HandshakeState as DHandshakeState  # noqa: E402
 from dissononce.processing.impl.symmetricstate import SymmetricState as DSymmetricState  # noqa: E402
 
-from wacrypto.chat.server import ServerKeys  # noqa: E402
+from wacrypto.chatd.server import ServerKeys  # noqa: E402
 from wacrypto.primitives.keys import KeyPair, PrivateKey  # noqa: E402
 from wacrypto.transport.connection import (  # noqa: E402
     NEED_DATA,

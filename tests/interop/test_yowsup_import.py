@@ -13,9 +13,9 @@ from typing import Any
 
 from peerproc import AXOLOTL_PYTHON, DRIVERS_DIR
 
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
+from wacrypto.session.cipher import SessionCipher
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.store import open_store
 

@@ -21,9 +21,9 @@ import time
 
 import trio
 
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
+from wacrypto.session.cipher import SessionCipher
 from wacrypto.errors import DuplicateMessageError
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore, OutboxEntry

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
+from wacrypto.session.cipher import SessionCipher
 from wacrypto.errors import BackupError
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.signal.records import PreKeyRecord, SignedPreKeyRecord, identity_from_bytes

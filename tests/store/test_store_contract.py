@@ -7,9 +7,9 @@ from collections.abc import Callable
 import trio
 import pytest
 
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
+from wacrypto.session.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
 from wacrypto.errors import DecryptionError, DuplicateMessageError, NoPreKeyError, PeerError
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry

@@ -12,9 +12,9 @@ import pytest
 import trio
 
 from store_dbs import my_admin, my_url, pg_admin, pg_url, unique
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
+from wacrypto.session.cipher import SessionCipher
 from wacrypto.errors import (
     InstanceConflictError,
     LeaseLostError,

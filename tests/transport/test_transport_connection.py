@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from transport_helpers import chat_pair, handshake, pump
+from wacrypto.testing.connections import chat_pair, handshake, pump
 
-from wacrypto.chat.server import ServerKeys
+from wacrypto.chatd.server import ServerKeys
 from wacrypto.errors import (
     CertificateError,
     ConnectionClosedError,

@@ -16,9 +16,9 @@ from typing import Any
 
 import trio
 
-from wacrypto import account
+from wacrypto.session import account
 from wacrypto.address import Address
-from wacrypto.cipher import SessionCipher
+from wacrypto.session.cipher import SessionCipher
 from wacrypto.primitives.keys import KeyPair, PrivateKey
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.store.memory import MemoryKeyStore

@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from session_vectors import VECTOR_FILE, build  # noqa: E402
 
-from wacrypto import account  # noqa: E402
+from wacrypto.session import account  # noqa: E402
 from wacrypto.address import Address  # noqa: E402
-from wacrypto.cipher import SessionCipher  # noqa: E402
+from wacrypto.session.cipher import SessionCipher  # noqa: E402
 from wacrypto.primitives.keys import KeyPair, PrivateKey  # noqa: E402
 from wacrypto.signal.records import PreKeyRecord, SignedPreKeyRecord  # noqa: E402
 from wacrypto.store.memory import MemoryKeyStore  # noqa: E402

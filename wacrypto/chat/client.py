@@ -78,7 +78,7 @@ from wacrypto.transport.connection import (
 )
 from wacrypto.transport.framing import DEFAULT_HEADER
 from wacrypto.transport.messages import Ack, ClientPayload, Message, StreamErrorCode
-from wacrypto.chat._driver import PING_REQUEST, ConnectionDriver, Outgoing
+from wacrypto.chat.driver import PING_REQUEST, ConnectionDriver, Outgoing
 from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChanged
 
 __all__ = ["ChatClient", "ChatClientConfig", "open_chat_client", "stream_error_to_exception"]

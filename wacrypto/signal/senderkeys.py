@@ -83,7 +83,7 @@ _MAX_KEY_ID: Final = 0x7FFFFFFF  # generated key ids are positive int32 (Java pe
 
 # HMAC-SHA256 with 32-byte keys, written out (RFC 2104) over hashlib's one-shot SHA-256: with
 # OpenSSL 3 this is ~2x faster than hmac.digest, and a chain step shares the key pads between
-# its two HMACs. Checked against hmac.digest in tests/groups.
+# its two HMACs. Checked against hmac.digest in tests/signal/test_senderkeys.py.
 _sha256 = hashlib.sha256
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))
 _OPAD: Final = bytes(x ^ 0x5C for x in range(256))

@@ -1,0 +1,1 @@
+"""Command-line tools: the ``wacrypto`` CLI and the JSON-lines ``wacrypto peer`` driver."""
