@@ -12,4 +12,4 @@ from __future__ import annotations
 
 from wacrypto.testing.rng import SeededRng
 
-__all__ = ["SeededRng"]
+__all__ = ["SeededRng"]  # the rest: import from wacrypto.testing.<module>
