@@ -31,9 +31,9 @@ with atheris.instrument_imports(include=["wacrypto.transport"]):
     from wacrypto.errors import PeerError, TransportError
     from wacrypto.primitives.keys import KeyPair, PrivateKey
     from wacrypto.transport.certs import CertChain
-    from wacrypto.transport.connection import (
+    from wacrypto.transport.chat_connection import ChatConnection
+    from wacrypto.transport.noise_connection import (
         NEED_DATA,
-        ChatConnection,
         ClientSettings,
         ConnectionState,
         FrameReceived,

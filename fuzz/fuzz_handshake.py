@@ -17,7 +17,7 @@ with atheris.instrument_imports():
     from wacrypto.errors import PeerError, TransportError
     from wacrypto.primitives.keys import KeyPair, PrivateKey
     from wacrypto.transport.certs import CertChain
-    from wacrypto.transport.connection import NEED_DATA, ClientSettings, NoiseConnection, ServerSettings
+    from wacrypto.transport.noise_connection import NEED_DATA, ClientSettings, NoiseConnection, ServerSettings
     from wacrypto.transport.framing import encode_frame
     from wacrypto.transport.messages import ClientPayload, HandshakeKind, decode_handshake
 

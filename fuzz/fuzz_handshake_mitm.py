@@ -38,7 +38,7 @@ with atheris.instrument_imports(include=["wacrypto.transport"]):
     from wacrypto.errors import PeerError, TransportError
     from wacrypto.primitives.keys import KeyPair, PrivateKey
     from wacrypto.transport.certs import CertChain, CertDetails, NoiseCertificate
-    from wacrypto.transport.connection import (
+    from wacrypto.transport.noise_connection import (
         NEED_DATA,
         ClientSettings,
         ConnectionState,

@@ -99,9 +99,18 @@ def test_public_api_is_curated() -> None:
 def test_errors_form_one_tree_split_by_fault() -> None:
     from wacrypto import errors as e
 
-    families = (e.UsageError, e.PeerError, e.MissingStateError, e.StoreError, e.TransportError)
+    # who is at fault: every error is in exactly one family
+    families = (e.UsageError, e.PeerError, e.MissingStateError, e.StoreError, e.NetworkError)
+    # where it was raised: a layer cuts across the families and is not one of them
+    layers = (e.TransportError,)
+    for base in families + layers:
+        assert base.__bases__ == (e.WacryptoError,), base.__name__
+    for layer in layers:
+        assert not any(issubclass(layer, f) for f in families), layer.__name__
+    declared = {n for n, v in vars(e).items() if isinstance(v, type) and issubclass(v, e.WacryptoError)}
+    assert declared == set(e.__all__), "every error class is exported"
     for name in e.__all__:
         cls = getattr(e, name)
         assert issubclass(cls, e.WacryptoError)
-        if cls is not e.WacryptoError and cls not in families:
+        if cls is not e.WacryptoError and cls not in families + layers:
             assert sum(issubclass(cls, f) for f in families) == 1, name

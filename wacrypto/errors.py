@@ -1,12 +1,25 @@
 """The one exception root of wacrypto, split by who is at fault.
 
-* :class:`UsageError`        -- the caller misused the API (bad argument, wrong state).
-* :class:`PeerError`         -- bytes from the other side are garbage, forged or replayed.
-                                 Parsing untrusted bytes raises only this family.
+Every error belongs to exactly one **fault family**:
+
+* :class:`UsageError`        -- the caller misused the API (bad argument, wrong state, bad config).
+* :class:`PeerError`         -- bytes from the other side (a peer, the chat server, an untrusted
+                                 file) are garbage, forged or replayed. Parsing untrusted bytes
+                                 raises only this family, in every layer, the transport included.
 * :class:`MissingStateError` -- local state is missing; a retry after fetching it may succeed
                                  (no session, no sender key, no prekey).
 * :class:`StoreError`        -- the key store failed (database down, lease lost, schema too old).
-* :class:`TransportError`    -- the chat connection failed.
+* :class:`NetworkError`      -- the network or the server failed us without sending garbage: no
+                                 port reachable, connection lost or closed, a timeout, the server
+                                 ended the stream with a reason, a media transfer failed.
+
+:class:`TransportError` is not a family but a **layer**: every error the chat connection (or a
+media transfer) raises is a ``TransportError`` *and* a member of its fault family, so
+``except TransportError`` means "this connection is over, whatever the reason" and
+``except PeerError`` means "the other side sent bad bytes", whichever layer noticed. For example
+a bad frame, a bad Noise tag or a bad server certificate is a :class:`FrameError` /
+:class:`HandshakeError` / :class:`CertificateError` (``PeerError`` and ``TransportError``); a
+keepalive timeout is a :class:`KeepaliveTimeoutError` (``NetworkError`` and ``TransportError``).
 
 Messages never contain key material or plaintext.
 """
@@ -45,14 +58,17 @@ __all__ = [
     "InstanceConflictError",
     "LeaseLostError",
     "BackupError",
-    # transport
+    # network / remote failures
+    "NetworkError",
+    # the transport layer (each class also in one family above)
     "TransportError",
-    "ConnectError",
     "HandshakeError",
     "CertificateError",
     "FrameError",
+    "ConnectError",
     "ConnectionClosedError",
     "KeepaliveTimeoutError",
+    "HandshakeTimeoutError",
     "StreamFailure",
     "ConflictError",
     "LoggedOutError",
@@ -186,36 +202,52 @@ class BackupError(StoreError):
     """A backup archive is corrupt, truncated, of the wrong format or the password is wrong."""
 
 
-# --------------------------------------------------------------------------- transport
+# --------------------------------------------------------------------------- network failures
+class NetworkError(WacryptoError):
+    """The network or the remote end failed without sending garbage: unreachable, lost, closed,
+    timed out, or ended by the server with a reason. Nothing received was malformed (that would
+    be a :class:`PeerError`) and the caller did nothing wrong; a later retry may succeed."""
+
+
+# --------------------------------------------------------------------------- transport layer
 class TransportError(WacryptoError):
-    """The chat connection failed."""
+    """Raised by the chat connection (or a media transfer): the connection is over.
+
+    A layer, not a fault family: each subclass is also a :class:`PeerError` (bad bytes from the
+    server or the client) or a :class:`NetworkError` (lost, closed, timed out, refused)."""
 
 
-class ConnectError(TransportError):
-    """No port of the server could be reached."""
-
-
-class HandshakeError(TransportError):
-    """The Noise handshake failed (bad message, bad tag, wrong state)."""
+# bytes from the other side
+class HandshakeError(PeerError, TransportError):
+    """The other side's Noise handshake messages are malformed or fail authentication."""
 
 
 class CertificateError(HandshakeError):
-    """The server's certificate chain did not verify. Fail closed."""
+    """The server's certificate chain is malformed or did not verify. Fail closed."""
 
 
-class FrameError(TransportError):
-    """A frame was malformed or larger than the limit."""
+class FrameError(PeerError, TransportError):
+    """A frame from the other side is malformed, larger than the limit or fails authentication."""
 
 
-class ConnectionClosedError(TransportError):
-    """The connection is closed."""
+# local conditions and network failures
+class ConnectError(NetworkError, TransportError):
+    """No port of the server could be reached (refused, unreachable, proxy refused, timed out)."""
 
 
-class KeepaliveTimeoutError(TransportError):
-    """The server stopped answering (keepalive deadline or dead-socket rule)."""
+class ConnectionClosedError(NetworkError, TransportError):
+    """The connection is closed: by us, by the other side, or lost."""
 
 
-class StreamFailure(TransportError):
+class KeepaliveTimeoutError(NetworkError, TransportError):
+    """The other side stopped answering (keepalive deadline or dead-socket rule)."""
+
+
+class HandshakeTimeoutError(NetworkError, TransportError):
+    """The handshake did not finish within the handshake timeout."""
+
+
+class StreamFailure(NetworkError, TransportError):
     """The server ended the stream with an error code."""
 
 
@@ -231,7 +263,7 @@ class ClientOutdatedError(StreamFailure):
     """The server rejects this client version: never auto-reconnect."""
 
 
-class MediaTransferError(TransportError):
+class MediaTransferError(NetworkError, TransportError):
     """Upload or download of a media blob failed after all retries."""
 
 

@@ -26,7 +26,7 @@ from wacrypto.errors import (
 )
 from wacrypto.limits import MAX_DETERMINISTIC_RETRIES
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.transport.connection import (
+from wacrypto.transport.chat_connection import (
     AckReceived,
     ChatEvent,
     KeepaliveSettings,
@@ -283,7 +283,8 @@ async def test_bytes_glued_to_the_last_handshake_message_are_not_left_waiting() 
     """A client that sends ClientFinish and a message in one TCP segment gets its ack at once."""
     import time as _time
 
-    from wacrypto.transport.connection import NEED_DATA, ChatConnection, ClientSettings, NoiseConnection
+    from wacrypto.transport.chat_connection import ChatConnection
+    from wacrypto.transport.noise_connection import NEED_DATA, ClientSettings, NoiseConnection
     from wacrypto.transport.messages import Message
 
     server = ChatdServer(KEYS, keepalive=KeepaliveSettings(interval=0))

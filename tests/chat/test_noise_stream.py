@@ -12,7 +12,7 @@ from wacrypto.chatd.server import ServerKeys
 from wacrypto.chat.stream import NoiseStream
 from wacrypto.errors import CertificateError, FrameError
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.transport.connection import ClientSettings, NoiseConnection, ServerSettings
+from wacrypto.transport.noise_connection import ClientSettings, NoiseConnection, ServerSettings
 
 KEYS, _, _ = ServerKeys.generate()
 

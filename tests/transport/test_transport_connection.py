@@ -12,25 +12,28 @@ from wacrypto.errors import (
     CertificateError,
     ConnectionClosedError,
     FrameError,
-    HandshakeError,
+    HandshakeTimeoutError,
     KeepaliveTimeoutError,
+    PeerError,
 )
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.transport.connection import (
-    NEED_DATA,
+from wacrypto.transport.chat_connection import (
     AckReceived,
     ChatConnection,
-    ClientSettings,
     Connected,
-    ConnectionClosed,
-    ConnectionState,
     KeepaliveSettings,
     MessageReceived,
-    NoiseConnection,
     PingReceived,
     PongReceived,
-    ServerSettings,
     StreamErrorReceived,
+)
+from wacrypto.transport.noise_connection import (
+    NEED_DATA,
+    ClientSettings,
+    ConnectionClosed,
+    ConnectionState,
+    NoiseConnection,
+    ServerSettings,
 )
 from wacrypto.transport.messages import Ack, Message, StreamErrorCode
 
@@ -221,8 +224,9 @@ def test_handshake_timeout(server_keys: ServerKeys) -> None:
     c, s = chat_pair(server_keys, keepalive=KA, now=50.0)
     assert c.next_deadline() == pytest.approx(60.0)
     c.handle_timeout(59.0)
-    with pytest.raises(HandshakeError, match="handshake"):
+    with pytest.raises(HandshakeTimeoutError, match="handshake") as err:
         c.handle_timeout(60.0)
+    assert not isinstance(err.value, PeerError)  # our clock ran out: nothing the server sent
 
 
 def test_repr_shows_no_secrets(server_keys: ServerKeys) -> None:

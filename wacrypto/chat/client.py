@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import wacrypto.limits as _limits
 
-import math
 import random
 import time
 import urllib.parse
@@ -46,9 +45,9 @@ from wacrypto.errors import (
     ConflictError,
     ConnectError,
     ConnectionClosedError,
-    HandshakeError,
     InvalidArgumentError,
     LoggedOutError,
+    PeerError,
     StreamFailure,
     TransportError,
 )
@@ -64,18 +63,16 @@ from wacrypto.limits import (
 )
 from wacrypto.primitives.keys import KeyPair, PublicKey, Rng, system_rng
 from wacrypto.transport.backoff import Backoff
-from wacrypto.transport.connection import (
+from wacrypto.transport.chat_connection import (
     AckReceived,
     ChatConnection,
     ChatEvent,
-    ClientSettings,
-    ConnectionClosed,
     KeepaliveSettings,
     MessageReceived,
-    NoiseConnection,
     PongReceived,
     StreamErrorReceived,
 )
+from wacrypto.transport.noise_connection import ClientSettings, ConnectionClosed, NoiseConnection
 from wacrypto.transport.framing import DEFAULT_HEADER
 from wacrypto.transport.messages import Ack, ClientPayload, Message, StreamErrorCode
 from wacrypto.chat.driver import PING_REQUEST, ConnectionDriver, Outgoing
@@ -84,11 +81,6 @@ from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChan
 __all__ = ["ChatClient", "ChatClientConfig", "open_chat_client", "stream_error_to_exception"]
 
 MAX_PROXY_RESPONSE: Final = _limits.MAX_PROXY_RESPONSE
-_FATAL_CODES: Final = {
-    StreamErrorCode.CONFLICT: ConflictError,
-    StreamErrorCode.LOGGED_OUT: LoggedOutError,
-    StreamErrorCode.CLIENT_OUTDATED: ClientOutdatedError,
-}
 
 OpenStream = Callable[[str, int], Awaitable[trio.abc.Stream]]
 
@@ -341,7 +333,7 @@ class ChatClient:
                     reason = str(exc)
                     if port != c.ports[0]:
                         reason += " (on a fallback port a middlebox expecting TLS may have cut it)"
-                except (HandshakeError, ConnectError) as exc:
+                except (PeerError, ConnectError) as exc:  # bad handshake or frame; proxy refused
                     reason = f"{type(exc).__name__}: {exc}"
                 except OSError as exc:
                     reason = _os_reason(exc)

@@ -15,15 +15,8 @@ from typing import Final, final
 import trio
 
 from wacrypto.errors import ConnectionClosedError, TransportError
-from wacrypto.transport.connection import (
-    ChatConnection,
-    ChatEvent,
-    Connected,
-    ConnectionClosed,
-    ConnectionState,
-    NeedData,
-    StreamErrorReceived,
-)
+from wacrypto.transport.chat_connection import ChatConnection, ChatEvent, Connected, StreamErrorReceived
+from wacrypto.transport.noise_connection import ConnectionClosed, ConnectionState, NeedData
 from wacrypto.transport.messages import Stanza
 
 __all__ = ["PING_REQUEST", "ConnectionDriver", "Outgoing", "PingRequest", "single_transport_error"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import final
 
 from wacrypto.errors import TransportError
-from wacrypto.transport.connection import AckReceived, MessageReceived, PongReceived
+from wacrypto.transport.chat_connection import AckReceived, MessageReceived, PongReceived
 
 __all__ = [
     "AckReceived",

@@ -6,9 +6,10 @@ Each ``send_all`` call becomes whole encrypted frames written with one underlyin
 :meth:`NoiseStream.do_handshake`.
 
 Errors: bytes from the peer that fail to parse or authenticate raise the typed
-:class:`~wacrypto.errors.TransportError` (``FrameError``, ``HandshakeError``,
-``CertificateError``...) once; afterwards the stream is broken and raises
-:class:`trio.BrokenResourceError`. A send interrupted part-way (cancelled or failed) also breaks
+:class:`~wacrypto.errors.PeerError` (``FrameError``, ``HandshakeError``, ``CertificateError``:
+each also a :class:`~wacrypto.errors.TransportError`) once, and an EOF inside a frame or the
+handshake :class:`~wacrypto.errors.ConnectionClosedError`; afterwards the stream is broken and
+raises :class:`trio.BrokenResourceError`. A send interrupted part-way (cancelled or failed) also breaks
 the stream, so a frame is never half-written and then followed by another.
 """
 
@@ -20,7 +21,7 @@ from typing import Final, final
 import trio
 
 from wacrypto.errors import TransportError
-from wacrypto.transport.connection import (
+from wacrypto.transport.noise_connection import (
     ConnectionClosed,
     ConnectionState,
     FrameReceived,

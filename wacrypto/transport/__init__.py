@@ -4,26 +4,28 @@ the trio adapters live in :mod:`wacrypto.chat`."""
 
 from wacrypto.transport.backoff import Backoff
 from wacrypto.transport.certs import CertChain, CertDetails, NoiseCertificate
-from wacrypto.transport.connection import (
-    NEED_DATA,
+from wacrypto.transport.chat_connection import (
     AckReceived,
     ChatConnection,
     ChatEvent,
-    ClientSettings,
     Connected,
+    KeepaliveSettings,
+    MessageReceived,
+    PingReceived,
+    PongReceived,
+    StreamErrorReceived,
+)
+from wacrypto.transport.noise_connection import (
+    NEED_DATA,
+    ClientSettings,
     ConnectionClosed,
     ConnectionState,
     FrameReceived,
     HandshakeComplete,
-    KeepaliveSettings,
-    MessageReceived,
     NeedData,
     NoiseConnection,
     NoiseEvent,
-    PingReceived,
-    PongReceived,
     ServerSettings,
-    StreamErrorReceived,
 )
 from wacrypto.transport.framing import DEFAULT_HEADER, FrameDecoder, FrameEncoder, encode_frame, make_intro
 from wacrypto.transport.messages import (

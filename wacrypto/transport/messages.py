@@ -6,8 +6,9 @@
 * chat stanzas carried in transport frames: :class:`Ping`, :class:`Pong`, :class:`StreamError`,
   :class:`Message`, :class:`Ack`.
 
-Parsing untrusted bytes raises only :class:`HandshakeError` (handshake) or :class:`FrameError`
-(stanzas).
+Parsing untrusted bytes raises only :class:`~wacrypto.errors.HandshakeError` (handshake) or
+:class:`~wacrypto.errors.FrameError` (stanzas), both of the :class:`~wacrypto.errors.PeerError`
+family.
 """
 
 from __future__ import annotations

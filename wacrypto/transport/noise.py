@@ -95,7 +95,9 @@ def hkdf2(ck: bytes, ikm: bytes) -> tuple[bytes, bytes]:
 class CipherState:
     """One direction of the transport: an AES-GCM key (one AESGCM object) and a 32-bit counter.
 
-    A failed tag raises :class:`FrameError`; the caller must treat it as fatal for the connection.
+    A frame too short or failing its tag raises :class:`FrameError` (a :class:`~wacrypto.errors.PeerError`); the
+    caller must treat it as fatal for the connection. An exhausted counter (a local limit) raises
+    :class:`ConnectionClosedError`.
     """
 
     __slots__ = ("_aead", "_n")
@@ -238,7 +240,7 @@ class HandshakeState:
         else:  # "se"
             local, remote = (self._s, self._re) if initiator else (self._e, self._rs)
         if local is None or remote is None:  # pragma: no cover - impossible with a valid pattern
-            raise HandshakeError(f"token {token} before its keys are known")
+            raise UsageError(f"handshake pattern uses {token} before its keys are known")
         try:
             return x25519(local.private.to_bytes(), remote)
         except InvalidKeyError:
