@@ -53,6 +53,7 @@ class Net:
     nursery: trio.Nursery
     refused: set[int] = field(default_factory=set)
     silent_ports: set[int] = field(default_factory=set)
+    garbage_ports: set[int] = field(default_factory=set)  # answer the ClientHello with a bad frame
     dials: list[int] = field(default_factory=list)
     server_events: list[tuple[Session, ChatEvent]] = field(default_factory=list)
 
@@ -63,6 +64,8 @@ class Net:
         a, b = trio.testing.memory_stream_pair()
         if port in self.silent_ports:
             self.nursery.start_soon(_swallow, b)
+        elif port in self.garbage_ports:
+            self.nursery.start_soon(_oversized_frame, b)
         else:
             self.nursery.start_soon(self.server.handle_stream, b, port)
         return a
@@ -73,6 +76,16 @@ async def _swallow(stream: trio.abc.Stream) -> None:
         while await stream.receive_some():
             pass
     except trio.BrokenResourceError:
+        pass
+
+
+async def _oversized_frame(stream: trio.abc.Stream) -> None:
+    """A server that answers the ClientHello with a frame length above any limit."""
+    try:
+        await stream.receive_some()
+        await stream.send_all(b"\xff\xff\xff")
+        await _swallow(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
 
 
@@ -195,6 +208,17 @@ async def test_port_that_never_answers_falls_back_after_connect_timeout(clock: t
             await client.wait_connected()
             assert client.port == 443
             assert trio.current_time() - t0 == pytest.approx(3.0, abs=0.01)
+
+
+async def test_bad_frame_during_the_handshake_moves_on_to_the_next_port(clock: trio.testing.MockClock) -> None:
+    async with network() as net:
+        net.garbage_ports = {5222}
+        async with open_chat_client(config(net)) as client:
+            events: list[ClientEvent] = []
+            await collect(client, lambda e: isinstance(e, StateChanged) and e.state is ClientState.CONNECTED, events)
+            assert client.port == 443
+            (failed,) = [e for e in events if isinstance(e, PortFailed)]
+            assert failed.port == 5222 and failed.reason.startswith("FrameError")
 
 
 async def test_conflict_closes_without_reconnecting(clock: trio.testing.MockClock) -> None:
