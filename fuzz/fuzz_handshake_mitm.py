@@ -13,7 +13,8 @@ Initiator (client ``NoiseConnection``, after its genuine ClientHello):
     mutated genuine chain; the ServerHello fields may then be bit-flipped, dropped or replaced;
     the certificate clock is fuzzed.
 
-Invariants: only ``TransportError`` / ``PeerError`` escape; a failed handshake leaves the
+Invariants: only the ``PeerError`` family escapes (``ConnectionClosedError`` only when the input
+is empty, which ``receive_data`` takes for an EOF); a failed handshake leaves the
 connection in ERROR and queues nothing to send (no ClientFinish after a bad certificate); the
 client completes only when the server proved the genuine static key and presented the genuine
 root-signed chain inside its validity window; the server completes only for a peer that holds
@@ -35,7 +36,7 @@ import wacrypto  # noqa: F401
 import wacrypto.primitives.xeddsa  # noqa: F401
 
 with atheris.instrument_imports(include=["wacrypto.transport"]):
-    from wacrypto.errors import PeerError, TransportError
+    from wacrypto.errors import ConnectionClosedError, PeerError
     from wacrypto.primitives.keys import KeyPair, PrivateKey
     from wacrypto.transport.certs import CertChain, CertDetails, NoiseCertificate
     from wacrypto.transport.noise_connection import (
@@ -50,7 +51,7 @@ with atheris.instrument_imports(include=["wacrypto.transport"]):
     from wacrypto.transport.messages import ClientPayload, HandshakeKind, decode_handshake, encode_handshake
     from wacrypto.transport.noise import HandshakeState, NoiseMessage, Role
 
-ALLOWED = (TransportError, PeerError)
+ALLOWED = (PeerError,)
 NOW = 1_700_000_000
 DAY = 86400
 
@@ -166,7 +167,9 @@ def _feed(conn: NoiseConnection, data: bytes) -> tuple[list[Any], BaseException 
                 flight = conn.data_to_send()
             if conn.state is not ConnectionState.OPEN:
                 break
-    except ALLOWED as exc:
+    except (PeerError, ConnectionClosedError) as exc:
+        if not isinstance(exc, ALLOWED) and data:  # b"" is an EOF: the only non-peer error allowed
+            raise AssertionError(f"{exc!r} from bytes, not from an EOF") from None
         if conn.state is not ConnectionState.ERROR:
             raise AssertionError(f"{exc!r} left the connection in {conn.state}") from None
         if conn.data_to_send():
