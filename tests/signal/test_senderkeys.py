@@ -22,7 +22,7 @@ from wacrypto.limits import (
     MAX_SENDER_MESSAGE_KEYS,
 )
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.primitives.xeddsa import xeddsa_sign, xeddsa_verify
+from wacrypto.primitives.xeddsa import XEdDSASigner, xeddsa_sign, xeddsa_verify
 from wacrypto.signal import senderkeys as sk
 from wacrypto.signal.senderkeys import SenderKeyRecord
 from wacrypto.wire.messages import SenderKeyDistributionMessage, SenderKeyMessage
@@ -89,37 +89,14 @@ def test_zero_id_and_iteration_are_encoded() -> None:
     assert body[:5] == b"\x33\x08\x00\x10\x00"
 
 
-def test_fast_hmac_matches_stdlib() -> None:
-    import hmac
-
-    for klen in (0, 1, 31, 32, 33, 64, 65, 200):
-        key, msg = os.urandom(klen), os.urandom(klen % 50)
-        assert sk.hmac_sha256(key, msg) == hmac.digest(key, msg, "sha256")
-    ck = os.urandom(32)
-    assert sk.chain_step(ck) == (hmac.digest(ck, b"\x01", "sha256"), hmac.digest(ck, b"\x02", "sha256"))
-
-
-def test_fast_signer_matches_reference_xeddsa() -> None:
-    for _ in range(20):
-        priv, z, msg = os.urandom(32), os.urandom(64), os.urandom(int.from_bytes(os.urandom(1), "big"))
-        assert sk._Signer(priv).sign(msg, z) == xeddsa_sign(priv, msg, z)
-
-
-def test_cached_verify_agrees_with_reference_on_tampering() -> None:
-    kp = KeyPair.generate()
-    pub = kp.public.to_bytes()
-    msg = b"group message"
-    sig = xeddsa_sign(kp.private.to_bytes(), msg, os.urandom(64))
-    assert sk.xeddsa_verify_cached(pub, msg, sig) and xeddsa_verify(pub, msg, sig)
-    for i in range(64):
-        for bit in (0x01, 0x80):
-            bad = bytearray(sig)
-            bad[i] ^= bit
-            assert sk.xeddsa_verify_cached(pub, msg, bytes(bad)) == xeddsa_verify(pub, msg, bytes(bad))
-    assert not sk.xeddsa_verify_cached(pub, msg + b"!", sig)
-    assert not sk.xeddsa_verify_cached(pub, msg, sig[:63])
-    assert not sk.xeddsa_verify_cached(b"\x06" + pub[1:], msg, sig)
-    assert not sk.xeddsa_verify_cached(b"\xff" * 32, msg, sig)
+def test_group_signatures_are_the_primitive_xeddsa() -> None:
+    # Group messages are signed with the one XEdDSA implementation (primitives.xeddsa) and verify with it.
+    own, recv = make_pair()
+    body = sk.encrypt(own, b"hello", signers=sk.SigningKeyCache())
+    msg = SenderKeyMessage.from_bytes(body)
+    st = own._pb.sender_key_states[0]
+    assert xeddsa_verify(st.sender_signing_key.public, msg.signed_part, msg.signature)
+    assert dec(recv, body) == b"hello"
 
 
 # --------------------------------------------------------------------------- out of order, duplicates, jumps
@@ -383,7 +360,7 @@ def test_record_from_bytes_trims_foreign_oversized_records() -> None:
 
 def test_repr_shows_no_secrets() -> None:
     own, _ = make_pair()
-    text = repr(own) + repr(sk.SigningKeyCache()) + repr(sk._Signer(os.urandom(32)))
+    text = repr(own) + repr(sk.SigningKeyCache()) + repr(XEdDSASigner(os.urandom(32)))
     st = own._pb.sender_key_states[0]
     assert st.sender_chain_key.seed.hex() not in text
     assert st.sender_signing_key.private.hex() not in text

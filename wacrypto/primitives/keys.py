@@ -11,6 +11,7 @@ import nacl.exceptions as _nacl_exc
 
 from wacrypto.errors import InvalidArgumentError, InvalidKeyError
 from wacrypto.limits import KEY_TYPE_DJB, PRIVATE_KEY_LEN, PUBLIC_KEY_LEN
+from wacrypto.primitives.immutable import Immutable, slot_setters
 
 _DJB_PREFIX: Final = bytes([KEY_TYPE_DJB])
 
@@ -125,30 +126,53 @@ class PrivateKey:
 
     def sign(self, message: bytes, rng: Rng = system_rng) -> bytes:
         """XEdDSA signature (64 bytes) as libsignal makes it."""
-        from wacrypto.primitives.xeddsa import xeddsa_sign
+        from wacrypto.primitives.xeddsa import XEdDSASigner
 
-        return xeddsa_sign(self._k, message, rng(64))
+        return XEdDSASigner(self._k).sign(message, rng(64))
 
     def __repr__(self) -> str:
         return "PrivateKey(<secret>)"
 
 
 @final
-class KeyPair:
-    """A private key with its public key."""
+class KeyPair(Immutable):
+    """A private key with its public key (immutable).
+
+    ``KeyPair(private)`` computes the public key; ``KeyPair(private, public)`` checks that
+    ``public`` belongs to ``private`` and raises :class:`InvalidArgumentError` if not.
+    """
 
     __slots__ = ("private", "public")
+    private: PrivateKey
+    public: PublicKey
 
     def __init__(self, private: PrivateKey, public: PublicKey | None = None) -> None:
-        self.private = private
-        self.public = public if public is not None else private.public_key()
+        derived = private.public_key()
+        if public is not None and public != derived:
+            raise InvalidArgumentError("public key does not belong to the private key")
+        _KP_PRIVATE(self, private)
+        _KP_PUBLIC(self, derived)
+
+    @classmethod
+    def _trusted(cls, private: PrivateKey, public: PublicKey) -> KeyPair:
+        """A pair read back from our own storage: ``public`` is taken as stored (no base multiplication)."""
+        pair = object.__new__(cls)
+        _KP_PRIVATE(pair, private)
+        _KP_PUBLIC(pair, public)
+        return pair
 
     @classmethod
     def generate(cls, rng: Rng = system_rng) -> KeyPair:
         return cls(PrivateKey.generate(rng))
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (KeyPair._trusted, (self.private, self.public))
+
     def __repr__(self) -> str:
         return f"KeyPair(public={self.public.to_bytes().hex()}, private=<secret>)"
+
+
+_KP_PRIVATE, _KP_PUBLIC = slot_setters(KeyPair, "private", "public")
 
 
 IdentityKeyPair = KeyPair

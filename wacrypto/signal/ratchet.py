@@ -6,7 +6,6 @@ copy and persist it only after success, so a failed decrypt changes no stored by
 
 from __future__ import annotations
 
-from hashlib import sha256 as _sha256
 from typing import Final
 
 from wacrypto._proto import storage_pb2 as _pb
@@ -19,34 +18,33 @@ from wacrypto.limits import (
     MAX_SKIPPED_KEYS_PER_CHAIN,
 )
 from wacrypto.primitives.aes import cbc_decrypt, cbc_encrypt
-from wacrypto.primitives.kdf import chain_step, hkdf_sha256, hmac_pads, hmac_sha256, hmac_zero_key
+from wacrypto.primitives.kdf import chain_step, hkdf_info, hkdf_sha256_blocks, hmac_sha256
 from wacrypto.primitives.keys import Rng, clamp, system_rng, x25519, x25519_base
 from wacrypto.wire.messages import VERSION_BYTE, SignalMessage, encode_signal_body
 
 _DJB: Final = b"\x05"
-_INFO_RATCHET: Final = b"WhisperRatchet"
-_INFO_KEYS: Final = b"WhisperMessageKeys"
-_ZERO32: Final = bytes(32)
-_ONE: Final = b"\x01"
-_TWO: Final = b"\x02"
-_INFO_K1: Final = b"WhisperMessageKeys\x01"
-_INFO_K2: Final = b"WhisperMessageKeys\x02"
-_INFO_K3: Final = b"WhisperMessageKeys\x03"
+_INFO_RATCHET: Final = hkdf_info(b"WhisperRatchet", 64)
+_INFO_KEYS: Final = hkdf_info(b"WhisperMessageKeys", 80)
+_INFO_TEXT: Final = hkdf_info(b"WhisperText", 64)
+_X3DH_PAD: Final = b"\xff" * 32  # the discontinuity bytes that precede the X3DH secrets
 
 
 def message_keys(seed: bytes) -> tuple[bytes, bytes, bytes]:
     """(cipher_key, mac_key, iv) from a 32-byte message-key seed (HKDF "WhisperMessageKeys", 80 bytes)."""
-    ki, ko = hmac_pads(hmac_zero_key(seed))
-    t1 = _sha256(ko + _sha256(ki + _INFO_K1).digest()).digest()
-    t2 = _sha256(ko + _sha256(ki + t1 + _INFO_K2).digest()).digest()
-    t3 = _sha256(ko + _sha256(ki + t2 + _INFO_K3).digest()).digest()
-    return t1, t2, t3[:16]
+    cipher_key, mac_key, t3 = hkdf_sha256_blocks(seed, None, _INFO_KEYS)
+    return cipher_key, mac_key, t3[:16]
 
 
 def root_step(root_key: bytes, dh: bytes) -> tuple[bytes, bytes]:
     """(new_root_key, chain_key) = HKDF(salt=root_key, ikm=dh, "WhisperRatchet", 64)."""
-    out = hkdf_sha256(dh, root_key, _INFO_RATCHET, 64)
-    return out[:32], out[32:]
+    root, chain = hkdf_sha256_blocks(dh, root_key, _INFO_RATCHET)
+    return root, chain
+
+
+def _x3dh(dhs: list[bytes]) -> tuple[bytes, bytes]:
+    """(root_key, chain_key) = HKDF(0xff*32 || DH1 || DH2 || DH3 [|| DH4], "WhisperText", 64)."""
+    root, chain = hkdf_sha256_blocks(_X3DH_PAD + b"".join(dhs), None, _INFO_TEXT)
+    return root, chain
 
 
 def _dh(priv: bytes, pub33: bytes) -> bytes:
@@ -180,16 +178,14 @@ def new_state_alice(
 ) -> _pb.SessionStructure:
     """X3DH as initiator. Returns a fresh state (pending prekey fields are set by the caller)."""
     base_pub = _DJB + x25519_base(base_priv)
-    secrets = [
-        b"\xff" * 32,
+    dhs = [
         _dh(local_identity_priv, their_signed_prekey),
         _dh(base_priv, remote_identity),
         _dh(base_priv, their_signed_prekey),
     ]
     if their_one_time_prekey is not None:
-        secrets.append(_dh(base_priv, their_one_time_prekey))
-    derived = hkdf_sha256(b"".join(secrets), None, b"WhisperText", 64)
-    root_key, chain_key = derived[:32], derived[32:]
+        dhs.append(_dh(base_priv, their_one_time_prekey))
+    root_key, chain_key = _x3dh(dhs)
     send_priv = clamp(rng(32))
     send_pub = _DJB + x25519_base(send_priv)
     root2, send_ck = root_step(root_key, x25519(send_priv, their_signed_prekey[1:]))
@@ -222,24 +218,23 @@ def new_state_bob(
     their_base_key: bytes,
 ) -> _pb.SessionStructure:
     """X3DH as responder (on a PreKeySignalMessage)."""
-    secrets = [
-        b"\xff" * 32,
+    dhs = [
         _dh(signed_prekey_priv, remote_identity),
         _dh(local_identity_priv, their_base_key),
         _dh(signed_prekey_priv, their_base_key),
     ]
     if one_time_prekey_priv is not None:
-        secrets.append(_dh(one_time_prekey_priv, their_base_key))
-    derived = hkdf_sha256(b"".join(secrets), None, b"WhisperText", 64)
+        dhs.append(_dh(one_time_prekey_priv, their_base_key))
+    root_key, chain_key = _x3dh(dhs)
     s = _pb.SessionStructure()
     s.session_version = 3
     s.local_identity_public = local_identity_pub
     s.remote_identity_public = remote_identity
-    s.root_key = derived[:32]
+    s.root_key = root_key
     s.previous_counter = 0
     s.sender_chain.sender_ratchet_key = signed_prekey_pub
     s.sender_chain.sender_ratchet_key_private = signed_prekey_priv
     s.sender_chain.chain_key.index = 0
-    s.sender_chain.chain_key.key = derived[32:]
+    s.sender_chain.chain_key.key = chain_key
     s.alice_base_key = their_base_key
     return s

@@ -222,7 +222,7 @@ def identity_to_bytes(pair: KeyPair) -> bytes:
 
 def _pair(private: bytes, public: bytes, trusted: bool) -> KeyPair:
     if trusted and len(public) == PUBLIC_KEY_LEN and public[0] == KEY_TYPE_DJB:
-        return KeyPair(PrivateKey(private), PublicKey(public[1:]))
+        return KeyPair._trusted(PrivateKey(private), PublicKey(public[1:]))
     return KeyPair(PrivateKey(private))
 
 

@@ -17,16 +17,9 @@ it only on success.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import hmac
 from collections import OrderedDict
 from typing import Final, final
-
-import nacl.bindings as _nacl
-import nacl.exceptions as _nacl_exc
-
-from google.protobuf.message import DecodeError
 
 from wacrypto._proto import storage_pb2 as _pb
 from wacrypto.errors import (
@@ -50,11 +43,12 @@ from wacrypto.limits import (
     MAX_SENDER_MESSAGE_KEYS,
     PRIVATE_KEY_LEN,
     PUBLIC_KEY_LEN,
-    SIGNATURE_LEN,
 )
 from wacrypto.primitives.aes import cbc_decrypt, cbc_encrypt
+from wacrypto.primitives.kdf import chain_step, hkdf_info, hkdf_sha256_blocks
 from wacrypto.primitives.keys import KeyPair, Rng, system_rng
-from wacrypto.primitives.xeddsa import montgomery_to_edwards
+from wacrypto.primitives.protobuf import parse_message
+from wacrypto.primitives.xeddsa import XEdDSASigner, xeddsa_verify
 from wacrypto.wire.messages import SenderKeyDistributionMessage, SenderKeyMessage
 
 __all__ = [
@@ -63,111 +57,21 @@ __all__ = [
     "create_distribution",
     "decrypt",
     "encrypt",
-    "chain_step",
     "group_message_keys",
-    "hmac_sha256",
     "new_own_record",
     "process_distribution",
-    "xeddsa_verify_cached",
 ]
 
 _State = _pb.SenderKeyStateStructure
-_ZERO32: Final = bytes(32)
-_ONE: Final = b"\x01"
-_TWO: Final = b"\x02"
-_INFO1: Final = b"WhisperGroup\x01"
-_INFO2: Final = b"WhisperGroup\x02"
+_INFO_GROUP: Final = hkdf_info(b"WhisperGroup", 48)
 _DJB: Final = bytes((KEY_TYPE_DJB,))
-_XEDDSA_PREFIX: Final = b"\xfe" + b"\xff" * 31
 _MAX_KEY_ID: Final = 0x7FFFFFFF  # generated key ids are positive int32 (Java peers use int)
-
-# HMAC-SHA256 with 32-byte keys, written out (RFC 2104) over hashlib's one-shot SHA-256: with
-# OpenSSL 3 this is ~2x faster than hmac.digest, and a chain step shares the key pads between
-# its two HMACs. Checked against hmac.digest in tests/signal/test_senderkeys.py.
-_sha256 = hashlib.sha256
-_IPAD: Final = bytes(x ^ 0x36 for x in range(256))
-_OPAD: Final = bytes(x ^ 0x5C for x in range(256))
-_ZERO_INNER: Final = _sha256(bytes(64).translate(_IPAD))  # HMAC key = 32 zero bytes (HKDF salt)
-_ZERO_OUTER_PAD: Final = bytes(64).translate(_OPAD)
-
-
-def _pads(key: bytes) -> tuple[bytes, bytes]:
-    """HMAC inner and outer key pads (keys here are 32 bytes; any key of at most 64 bytes works)."""
-    if len(key) > 64:
-        key = _sha256(key).digest()
-    k = key.ljust(64, b"\x00")
-    return k.translate(_IPAD), k.translate(_OPAD)
-
-
-def _hmac_pads(ipad: bytes, opad: bytes, msg: bytes) -> bytes:
-    return _sha256(opad + _sha256(ipad + msg).digest()).digest()
-
-
-def hmac_sha256(key: bytes, msg: bytes) -> bytes:
-    """HMAC-SHA256 (same result as ``hmac.digest(key, msg, "sha256")``)."""
-    ipad, opad = _pads(key)
-    return _hmac_pads(ipad, opad, msg)
-
-
-def chain_step(chain_key: bytes) -> tuple[bytes, bytes]:
-    """(message_seed, next_chain_key) = (HMAC(ck, 0x01), HMAC(ck, 0x02))."""
-    ipad, opad = _pads(chain_key)
-    return (
-        _sha256(opad + _sha256(ipad + _ONE).digest()).digest(),
-        _sha256(opad + _sha256(ipad + _TWO).digest()).digest(),
-    )
 
 
 def group_message_keys(seed: bytes) -> tuple[bytes, bytes]:
     """(iv, cipher_key) from a 32-byte message seed: HKDF(zeros, seed, "WhisperGroup", 48)."""
-    h = _ZERO_INNER.copy()
-    h.update(seed)
-    ipad, opad = _pads(_sha256(_ZERO_OUTER_PAD + h.digest()).digest())  # prk = HMAC(zeros, seed)
-    t1 = _sha256(opad + _sha256(ipad + _INFO1).digest()).digest()
-    t2 = _sha256(opad + _sha256(ipad + t1 + _INFO2).digest()).digest()
+    t1, t2 = hkdf_sha256_blocks(seed, None, _INFO_GROUP)
     return t1[:16], t1[16:] + t2[:16]
-
-
-# --------------------------------------------------------------------------- XEdDSA fast paths
-# The same algorithm as wacrypto.primitives.xeddsa, with the per-key work done once: for
-# signing the scalar a and point A = a*B (one of the two base multiplications), for verifying
-# the Montgomery -> Edwards conversion (a modular inverse in Python).
-
-
-_L: Final = 2**252 + 27742317777372353535851937790883648493  # order of the Ed25519 base point
-
-
-@final
-class _Signer:
-    """XEdDSA signing with the key-dependent part done once: scalar ``a`` and point ``A = a*B``.
-
-    Scalar arithmetic mod L is done on Python ints (cheaper than a libsodium round trip per
-    operation); the one remaining base-point multiplication per signature is libsodium's.
-    """
-
-    __slots__ = ("k", "a", "big_a", "sign_bit")
-
-    def __init__(self, private_key: bytes) -> None:
-        b = bytearray(private_key)
-        b[0] &= 248
-        b[31] &= 127
-        b[31] |= 64
-        self.k = bytes(b)
-        self.a = int.from_bytes(self.k, "little") % _L
-        self.big_a = _nacl.crypto_scalarmult_ed25519_base_noclamp(self.a.to_bytes(32, "little"))
-        self.sign_bit = self.big_a[31] & 0x80
-
-    def sign(self, message: bytes, random64: bytes) -> bytes:
-        sha512 = hashlib.sha512
-        r = int.from_bytes(sha512(_XEDDSA_PREFIX + self.k + message + random64).digest(), "little") % _L
-        big_r = _nacl.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
-        h = int.from_bytes(sha512(big_r + self.big_a + message).digest(), "little") % _L
-        s = bytearray(((h * self.a + r) % _L).to_bytes(32, "little"))
-        s[31] = (s[31] & 0x7F) | self.sign_bit
-        return big_r + s
-
-    def __repr__(self) -> str:
-        return "_Signer(<secret>)"
 
 
 @final
@@ -178,12 +82,12 @@ class SigningKeyCache:
 
     def __init__(self, max_entries: int = 64) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[bytes, _Signer] = OrderedDict()
+        self._entries: OrderedDict[bytes, XEdDSASigner] = OrderedDict()
 
-    def get(self, private_key: bytes) -> _Signer:
+    def get(self, private_key: bytes) -> XEdDSASigner:
         s = self._entries.get(private_key)
         if s is None:
-            s = _Signer(private_key)
+            s = XEdDSASigner(private_key)
             self._entries[private_key] = s
             if len(self._entries) > self._max:
                 self._entries.popitem(last=False)
@@ -194,35 +98,6 @@ class SigningKeyCache:
 
     def __repr__(self) -> str:
         return f"SigningKeyCache(entries={len(self._entries)})"
-
-
-@functools.lru_cache(maxsize=1024)
-def _edwards_y(public_u: bytes) -> bytes | None:
-    return montgomery_to_edwards(public_u, 0)
-
-
-def xeddsa_verify_cached(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """XEdDSA verification (same rules as ``primitives.xeddsa.xeddsa_verify``), caching the key conversion."""
-    if len(public_key) == PUBLIC_KEY_LEN:
-        if public_key[0] != KEY_TYPE_DJB:
-            return False
-        public_key = public_key[1:]
-    if len(public_key) != 32 or len(signature) != SIGNATURE_LEN:
-        return False
-    y = _edwards_y(bytes(public_key))
-    if y is None:
-        return False
-    last = signature[63]
-    if last & 0x80:
-        y = y[:31] + bytes((y[31] | 0x80,))
-    last &= 0x7F
-    if last & 0xE0:
-        return False
-    try:
-        _nacl.crypto_sign_open(signature[:63] + bytes((last,)) + message, y)
-    except (_nacl_exc.BadSignatureError, _nacl_exc.ValueError, _nacl_exc.TypeError):
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- records
@@ -252,12 +127,9 @@ class SenderKeyRecord:
         """Parse and validate an untrusted record. Raises only :class:`InvalidMessageError`."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidMessageError("sender key record: not bytes")
-        if len(data) > MAX_SENDER_KEY_RECORD_LEN:
-            raise InvalidMessageError(f"sender key record: longer than {MAX_SENDER_KEY_RECORD_LEN} bytes")
-        try:
-            rec = _pb.SenderKeyRecordStructure.FromString(bytes(data))
-        except (DecodeError, ValueError, RuntimeError):
-            raise InvalidMessageError("sender key record: malformed protobuf") from None
+        rec = parse_message(
+            _pb.SenderKeyRecordStructure, bytes(data), "sender key record", max_len=MAX_SENDER_KEY_RECORD_LEN
+        )
         states = rec.sender_key_states
         if len(states) > MAX_SENDER_KEY_STATES:
             del states[MAX_SENDER_KEY_STATES:]
@@ -387,7 +259,7 @@ def encrypt(
     seed, next_key = chain_step(ck.seed)
     iv, key = group_message_keys(seed)
     body = SenderKeyMessage.encode_body(st.sender_key_id, iteration, cbc_encrypt(key, iv, plaintext))
-    signer = signers.get(priv) if signers is not None else _Signer(priv)
+    signer = signers.get(priv) if signers is not None else XEdDSASigner(priv)
     signature = signer.sign(body, rng(64))
     ck.seed = next_key
     ck.iteration = iteration + 1
@@ -415,7 +287,7 @@ def decrypt(
     st = record._state(message.key_id)
     if st is None:
         raise NoSenderKeyError(f"no sender key state for key id {message.key_id}")
-    if not xeddsa_verify_cached(st.sender_signing_key.public, message.signed_part, message.signature):
+    if not xeddsa_verify(st.sender_signing_key.public, message.signed_part, message.signature):
         raise InvalidSignatureError("sender key message signature does not verify")
     ck = st.sender_chain_key
     current = ck.iteration
@@ -442,10 +314,9 @@ def decrypt(
     skipped: list[tuple[int, bytes]] = []
     i = current
     while i < target:
-        ipad, opad = _pads(chain_key)
+        seed, chain_key = chain_step(chain_key)
         if i >= keep_from:
-            skipped.append((i, _hmac_pads(ipad, opad, _ONE)))
-        chain_key = _hmac_pads(ipad, opad, _TWO)
+            skipped.append((i, seed))
         i += 1
     seed, next_key = chain_step(chain_key)
     iv, key = group_message_keys(seed)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 import struct
 from dataclasses import dataclass
 from typing import Final, final
@@ -34,6 +33,7 @@ from wacrypto.errors import (
     UsageError,
 )
 from wacrypto.limits import MAX_NOISE_COUNTER, NOISE_TAG_LEN
+from wacrypto.primitives.kdf import hkdf_info, hkdf_sha256_blocks
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey, Rng, system_rng, x25519
 
 __all__ = [
@@ -83,11 +83,12 @@ WA_XX: Final = HandshakePattern(
 )
 
 
+_NOISE_HKDF2: Final = hkdf_info(b"", 64)
+
+
 def hkdf2(ck: bytes, ikm: bytes) -> tuple[bytes, bytes]:
-    """Noise HKDF with two outputs (HMAC-SHA256)."""
-    temp = hmac.digest(ck, ikm, "sha256")
-    out1 = hmac.digest(temp, b"\x01", "sha256")
-    out2 = hmac.digest(temp, out1 + b"\x02", "sha256")
+    """Noise HKDF with two outputs: RFC 5869 HKDF-SHA256 with salt ``ck`` and empty info."""
+    out1, out2 = hkdf_sha256_blocks(ikm, ck, _NOISE_HKDF2)
     return out1, out2
 
 
