@@ -1,4 +1,4 @@
-"""Drive a peer process speaking the JSON-lines protocol of ``shared/peer-protocol.md``.
+"""Drive a peer process speaking the JSON-lines protocol of ``docs/peer-protocol.md``.
 
 Usage::
 

@@ -426,7 +426,7 @@ def test_new_identity_with_given_keys(spawn: PeerFactory) -> None:
 
 
 def _notes_fingerprint_half(stable_id: str, key33: bytes, iterations: int) -> str:
-    """One side of the displayable fingerprint, as protocol-notes.md section 1 describes it."""
+    """One side of the displayable fingerprint, as docs/protocol-notes.md section 1 describes it."""
     h = hashlib.sha512(b"\x00\x00" + key33 + stable_id.encode() + key33).digest()
     for _ in range(iterations - 1):
         h = hashlib.sha512(h + key33).digest()
@@ -446,7 +446,7 @@ def test_fingerprint(spawn: PeerFactory) -> None:
     assert rev["scannable"] != fp["scannable"] and len(fp["scannable"]) > 64
     halves = sorted(_notes_fingerprint_half(i, bytes.fromhex(k), 5200)
                     for i, k in (("+14152222222", ka), ("+14153333333", kb)))
-    assert fp["display"] == "".join(halves), "protocol-notes.md's fingerprint algorithm disagrees with libsignal"
+    assert fp["display"] == "".join(halves), "docs/protocol-notes.md's fingerprint algorithm disagrees with libsignal"
     few = ls.call("fingerprint", local_id="a", local_identity=ka, remote_id="b", remote_identity=kb, iterations=2)
     assert few["display"] == "".join(sorted(_notes_fingerprint_half(i, bytes.fromhex(k), 2)
                                             for i, k in (("a", ka), ("b", kb))))

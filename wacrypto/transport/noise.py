@@ -1,6 +1,6 @@
 """WhatsApp's variant of ``Noise_XX_25519_AESGCM_SHA256`` as a table-driven state machine (sans-I/O).
 
-Differences from the Noise specification (rev 34), all from shared/protocol-notes.md section 2:
+Differences from the Noise specification (rev 34), all from docs/protocol-notes.md section 2:
 
 * the protocol name padded with NULs to 32 bytes is ``h`` and ``ck`` (the spec does the same for
   names of at most HASHLEN bytes);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """python-axolotl 0.2.3 as an interop peer speaking the JSON-lines protocol of
-``shared/peer-protocol.md`` (one local user per process, in-memory stores).
+``docs/peer-protocol.md`` (one local user per process, in-memory stores).
 
 Run it with the interpreter of ``.venv-axolotl`` (see ``tests/interop/setup.sh``)::
 

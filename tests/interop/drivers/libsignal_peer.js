@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Official libsignal (@signalapp/libsignal-client 0.23.1, Node binding) as an interop peer
-// speaking the JSON-lines protocol of shared/peer-protocol.md: one local user per process,
+// speaking the JSON-lines protocol of docs/peer-protocol.md: one local user per process,
 // stores in memory (records kept serialized, as a persistent store would).
 //
 //   node tests/interop/drivers/libsignal_peer.js

@@ -58,7 +58,7 @@ def main() -> None:
         vectors.append(v)
     doc = {
         "provenance": {
-            "what": "Known-answer vectors for WhatsApp media encryption (shared/protocol-notes.md section 3)",
+            "what": "Known-answer vectors for WhatsApp media encryption (docs/protocol-notes.md section 3)",
             "made_by": "tests/media/vectors/make_vectors.py (wacrypto.media.crypto)",
             "made_with": f"python {sys.version.split()[0]}, cryptography {version('cryptography')}",
             "inputs": "media_key = SHA256('wacrypto media vector {index}'); "
