@@ -100,6 +100,36 @@ def stream_error_to_exception(code: StreamErrorCode, text: str = "") -> StreamFa
 @final
 @dataclass(frozen=True, slots=True)
 class ChatClientConfig:
+    """How a :class:`ChatClient` reaches and talks to chatd (docs/chat.md has a table of every field).
+
+    Required: ``host``; ``trusted_root``, the root public key the server's certificate chain must be
+    signed by (fail closed); ``static_key``, the client's long-term Noise key pair: the server knows
+    the client by its public key (the chat key a relaying chatd routes by), so store and reuse it.
+
+    * ``ports`` are tried in order on each attempt, the port that worked last first; a refused,
+      reset or timed-out port is skipped with a :class:`PortFailed` event. ``proxy``
+      (``"http://host:port"``, HTTP CONNECT) is used for every port after the first.
+    * ``header`` is the intro header and Noise prologue (web clients' ``WA\\x06\\x03`` by default);
+      ``routing_info``, when set, goes in the ``ED`` pre-intro; ``client_payload`` (version, user
+      agent) travels encrypted in the handshake.
+    * ``connect_timeout``: seconds per port for TCP connect (and proxy) plus the whole handshake.
+    * ``keepalive``: our pings (``interval`` 0 sends none), the pong deadline and the dead-socket
+      rule, see :class:`~wacrypto.transport.KeepaliveSettings`.
+    * Reconnect waits: the first retry is immediate, the next few wait ``backoff_base`` seconds,
+      then Fibonacci multiples of it up to ``backoff_cap``, each jittered by +/-20%; they reset only
+      after a connection stayed up ``stable_period`` seconds; "rate limited" adds
+      ``rate_limit_penalty``. After ``max_attempts`` failed attempts in a row (None: never) the
+      client closes with the last :class:`~wacrypto.errors.ConnectError`.
+    * ``max_frame_len``: the largest frame accepted (and the bound of one ``send_message``
+      payload); ``send_queue`` / ``event_queue``: the bounded channels (sends wait while full; a full
+      event channel stalls the socket reader).
+    * ``open_stream``: ``async (host, port) -> trio.abc.Stream`` instead of TCP (tests);
+      ``rng``: the handshake's randomness; ``jitter_rng``: the backoff and keepalive jitter;
+      ``wall_clock``: the clock for certificate validity only.
+
+    The ``repr`` shows host, ports and proxy, never keys.
+    """
+
     host: str
     trusted_root: PublicKey
     static_key: KeyPair  # the client's long-term Noise key (store it)
