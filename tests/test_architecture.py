@@ -75,12 +75,21 @@ def test_layer_imports(layer: str) -> None:
                 assert top not in FORBIDDEN_STDLIB, f"{f.relative_to(PKG)} imports {mod}: the core must stay sans-I/O"
 
 
+# the pure media crypto (sans-I/O), one module per part; the rest of media/ does the I/O
+MEDIA_CORE = ("crypto", "keys", "blob", "sidecar", "encryptor", "decryptor")
+MEDIA_IO = ("__init__", "files", "streams", "client", "prune")
+
+
 def test_media_crypto_depends_on_primitives_only() -> None:
-    for f in [PKG / "media" / "crypto.py"]:
+    media = PKG / "media"
+    assert {p.stem for p in media.glob("*.py")} == set(MEDIA_CORE) | set(MEDIA_IO), "list the new media module"
+    for f in [media / f"{name}.py" for name in MEDIA_CORE]:
         for mod in _imports(f):
             assert mod.split(".")[0] not in FORBIDDEN_STDLIB, mod
             if mod.startswith("wacrypto."):
                 assert mod.split(".")[1] in {"errors", "limits", "primitives", "media"}, mod
+                if mod.split(".")[1] == "media":
+                    assert mod.split(".")[2] in MEDIA_CORE, f"{f.name} imports {mod}: the core does no I/O"
 
 
 def test_public_api_is_curated() -> None:

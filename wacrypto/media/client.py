@@ -11,7 +11,7 @@ which also makes retries idempotent. ``kind`` is the media type value with ``_``
 (``image``, ``video``, ``app-state``...).
 
 **Download**: ``GET`` each URL in turn (host fallback). Bytes stream straight into a
-:class:`~wacrypto.media.crypto.MediaDecryptor` whose plaintext is staged next to the destination and
+:class:`~wacrypto.media.decryptor.MediaDecryptor` whose plaintext is staged next to the destination and
 published only after verification. A connection lost mid-body is resumed with ``Range: bytes=N-`` when
 the server answers ``206``; a ``200`` answer restarts from zero. ``403``/``404``/``410`` mean the blob is
 gone: :class:`~wacrypto.errors.MediaExpiredError` when no URL succeeds (ask the sender to re-upload).
@@ -46,8 +46,10 @@ from wacrypto.errors import (
     MediaTransferError,
 )
 from wacrypto.limits import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MEDIA_MAX_BYTES, MEDIA_IO_CHUNK
-from wacrypto.media.crypto import DecryptedMedia, EncryptedMedia, MediaDecryptor, MediaType, blob_overhead
+from wacrypto.media.blob import DecryptedMedia, EncryptedMedia, max_blob_length
+from wacrypto.media.decryptor import MediaDecryptor
 from wacrypto.media.files import StagedFile, StrPath, encrypt_file
+from wacrypto.media.keys import MediaType
 
 __all__ = ["MediaClient", "UploadResult", "upload_path"]
 
@@ -242,12 +244,20 @@ class MediaClient:
         ``file_enc_sha256`` may be ``None`` only deliberately (the MAC is still checked)."""
         if not urls:
             raise InvalidArgumentError("no download URL given")
-        max_blob = None if self._max is None else self._max + blob_overhead(self._max)
+        max_blob = max_blob_length(self._max)
         expired = False
         integrity_failed = False
         last = "no attempt made"
         with StagedFile(dst) as staged:
-            state = _Download(staged, media_type, media_key, file_enc_sha256, file_sha256, self._max)
+            dec = MediaDecryptor(
+                media_type,
+                media_key,
+                file_enc_sha256=file_enc_sha256,
+                file_sha256=file_sha256,
+                max_bytes=self._max,
+                staging=staged,
+            )
+            state = _Download(staged, dec)
             for url in urls:
                 for attempt in range(self._retries + 1):
                     if attempt:
@@ -317,33 +327,13 @@ class MediaClient:
 class _Download:
     """Decryptor + staging file of one download; :meth:`reset` starts over from byte 0."""
 
-    def __init__(
-        self,
-        staged: StagedFile,
-        media_type: MediaType,
-        media_key: bytes,
-        file_enc_sha256: bytes | None,
-        file_sha256: bytes | None,
-        max_bytes: int | None,
-    ) -> None:
+    def __init__(self, staged: StagedFile, dec: MediaDecryptor) -> None:
         self.staged = staged
-        self._args = (media_type, media_key, file_enc_sha256, file_sha256, max_bytes)
-        self.dec = self._new()
-
-    def _new(self) -> MediaDecryptor:
-        media_type, media_key, file_enc_sha256, file_sha256, max_bytes = self._args
-        return MediaDecryptor(
-            media_type,
-            media_key,
-            file_enc_sha256=file_enc_sha256,
-            file_sha256=file_sha256,
-            max_bytes=max_bytes,
-            staging=self.staged,
-        )
+        self.dec = dec
 
     async def reset(self) -> None:
         await trio.to_thread.run_sync(self.staged.reset)
-        self.dec = self._new()
+        self.dec.restart()
 
 
 def _range_start(resp: httpx.Response) -> int | None:

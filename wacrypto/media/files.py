@@ -4,13 +4,15 @@
   publishes the blob atomically (``os.replace``) only when complete.
 * :func:`decrypt_file` writes plaintext to a private temporary file *next to* the destination
   (``.NAME.XXXX.wacrypto-part``, mode 0600) and renames it over the destination only after every check of
-  :class:`~wacrypto.media.crypto.MediaDecryptor` passed; on any error the temporary file is removed and
+  :class:`~wacrypto.media.decryptor.MediaDecryptor` passed; on any error the temporary file is removed and
   the destination is left untouched.
 
 Both overlap the hash/MAC passes with the cipher on a second thread (``overlap=True``, the default
-for files of 2 MiB and more): ``hashlib``/``hmac`` and ``cryptography`` release the GIL on large
-buffers, so on two cores the pipeline runs faster than the same work done serially. Memory use is a
-handful of 1 MiB buffers whatever the file size.
+for files of 2 MiB and more), through the public two-thread seam of the core
+(:class:`~wacrypto.media.encryptor.SplitEncryptor`, :class:`~wacrypto.media.decryptor.SplitDecryptor`):
+``hashlib``/``hmac`` and ``cryptography`` release the GIL on large buffers, so on two cores the
+pipeline runs faster than the same work done serially. Memory use is a handful of 1 MiB buffers
+whatever the file size.
 """
 
 from __future__ import annotations
@@ -25,16 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, final
 
-from wacrypto.errors import MediaIntegrityError, MediaTooLargeError
+from wacrypto.errors import MediaTooLargeError
 from wacrypto.limits import DEFAULT_MEDIA_MAX_BYTES, MEDIA_IO_CHUNK, MEDIA_MAC_LEN
-from wacrypto.media.crypto import (
-    DecryptedMedia,
-    EncryptedMedia,
-    MediaDecryptor,
-    MediaEncryptor,
-    MediaType,
-    blob_overhead,
-)
+from wacrypto.media.blob import DecryptedMedia, EncryptedMedia, integrity_error, is_blob_length
+from wacrypto.media.decryptor import MediaDecryptor
+from wacrypto.media.encryptor import MediaEncryptor
+from wacrypto.media.keys import MediaType
 
 __all__ = ["PARTIAL_SUFFIX", "StagedFile", "encrypt_file", "decrypt_file"]
 
@@ -43,7 +41,6 @@ PARTIAL_SUFFIX: Final = ".wacrypto-part"
 
 _OVERLAP_MIN: Final = 2 * MEDIA_IO_CHUNK  # below this a second thread costs more than it saves
 _RING: Final = 3  # buffers in flight between the two threads
-_INTEGRITY_MESSAGE: Final = "media blob failed verification"
 
 StrPath = str | os.PathLike[str]
 Progress = Callable[[int], None]
@@ -209,7 +206,7 @@ def encrypt_file(
     A regular file larger than ``max_bytes`` raises :class:`~wacrypto.errors.MediaTooLargeError` before
     anything is read or written; a stream (pipe) is checked as it is read. ``dst`` appears only once it
     is complete. ``progress(bytes_done)`` is called after each chunk. Other parameters as for
-    :class:`~wacrypto.media.crypto.MediaEncryptor`."""
+    :class:`~wacrypto.media.encryptor.MediaEncryptor`."""
     with open(src, "rb", buffering=0) as fin:
         size = _regular_size(fin)
         if size is not None and max_bytes is not None and size > max_bytes:
@@ -219,16 +216,14 @@ def encrypt_file(
             out = staged.file
             done = 0
             if overlap and size is not None and size >= _OVERLAP_MIN:
-                # Main thread: read, AES, write (and the plaintext hash when a sidecar loads the worker).
-                # Worker: MAC, blob hash, sidecar (and the plaintext hash otherwise).
-                worker_hashes_plain = not enc._has_sidecar
+                # Main thread: read, AES, write (the front half). Worker: MAC, blob hash, sidecar (the
+                # back half); the split puts the plaintext hash on the less loaded side.
+                halves = enc.split()
                 ring: _Overlap
 
                 def job(index: int, length: int) -> None:
                     plain_buf, cipher_buf = ring.slot(index)
-                    if worker_hashes_plain:
-                        enc._plain_step(memoryview(plain_buf)[:length])
-                    enc._auth_step(memoryview(cipher_buf)[: ring.extra[index]])
+                    halves.authenticate(memoryview(plain_buf)[:length], memoryview(cipher_buf)[: ring.extra[index]])
 
                 ring = _Overlap(MEDIA_IO_CHUNK, job, cipher_room=16)
                 try:
@@ -239,9 +234,7 @@ def encrypt_file(
                         if not n:
                             ring.release(index)
                             break
-                        k = enc._cipher_step(
-                            memoryview(plain_buf)[:n], cipher_buf, hash_plain=not worker_hashes_plain
-                        )
+                        k = halves.encrypt_into(memoryview(plain_buf)[:n], cipher_buf)
                         out.write(memoryview(cipher_buf)[:k])
                         ring.extra[index] = k
                         ring.submit(index, n)
@@ -297,20 +290,20 @@ def decrypt_file(
                 staging=staging,
             )
 
-        if size is not None:
+        if size is not None and not is_blob_length(size, max_bytes):
             # the length check comes first: reject impossible sizes before any work or any file
-            limit_ok = max_bytes is None or size <= max_bytes + blob_overhead(max_bytes)
-            if size < 16 + MEDIA_MAC_LEN or (size - MEDIA_MAC_LEN) % 16 or not limit_ok:
-                make(None)  # validates the arguments first: misuse is reported as misuse
-                raise MediaIntegrityError(_INTEGRITY_MESSAGE)
+            make(None)  # validates the arguments first: misuse is reported as misuse
+            raise integrity_error()
         with StagedFile(dst, durable=durable) as staged:
             dec = make(staged)
             done = 0
             if size is not None and overlap and size >= _OVERLAP_MIN:
+                # Main thread: read, AES, staging write (the front half). Worker: MAC, blob hash.
+                halves = dec.split(size)
                 ring: _Overlap
 
                 def job(index: int, length: int) -> None:
-                    dec._auth_ct(memoryview(ring.buffers[index])[:length])
+                    halves.authenticate(memoryview(ring.buffers[index])[:length])
 
                 ring = _Overlap(MEDIA_IO_CHUNK, job)
                 remaining = size - MEDIA_MAC_LEN
@@ -320,16 +313,18 @@ def decrypt_file(
                         buf = memoryview(ring.buffers[index])[: min(MEDIA_IO_CHUNK, remaining)]
                         n = fin.readinto(buf)
                         if not n:
+                            ring.release(index)
                             break  # file shrank under us: the length check in finalize fails
                         ring.submit(index, n)
-                        dec._decrypt_ct(buf[:n])
+                        halves.decrypt(buf[:n])
                         remaining -= n
                         done += n
                         if progress is not None:
                             progress(done)
                 finally:
                     ring.close()
-                dec._set_tail(fin.read(MEDIA_MAC_LEN + 1) or b"")
+                # the MAC goes to the front alone; a file that grew fails as soon as the excess arrives
+                halves.decrypt(fin.read(MEDIA_MAC_LEN + 1) or b"")
             else:
                 chunk = bytearray(MEDIA_IO_CHUNK)
                 view = memoryview(chunk)

@@ -20,14 +20,10 @@ from typing import Final, Protocol
 import trio
 
 from wacrypto.limits import DEFAULT_MEDIA_MAX_BYTES, MEDIA_IO_CHUNK
-from wacrypto.media.crypto import (
-    DecryptedMedia,
-    EncryptedMedia,
-    MediaDecryptor,
-    MediaEncryptor,
-    MediaType,
-    StagingSink,
-)
+from wacrypto.media.blob import DecryptedMedia, EncryptedMedia
+from wacrypto.media.decryptor import MediaDecryptor, StagingSink
+from wacrypto.media.encryptor import MediaEncryptor
+from wacrypto.media.keys import MediaType
 from wacrypto.media.files import StagedFile, StrPath, decrypt_file, encrypt_file
 
 __all__ = [
