@@ -160,3 +160,23 @@ def test_architecture_doc_places_every_error_in_its_family() -> None:
             assert issubclass(getattr(errors, name), cls), f"docs/architecture.md puts {name} under {base}"
             placed.add(name)
     assert placed == set(errors.__all__)
+
+
+_SHELL_PEER = re.compile(r"^\$ (printf .*\| \.venv/bin/wacrypto peer)$", re.M)
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", DOCS / "peer-protocol.md"], ids=lambda p: p.name)
+def test_peer_command_lines_answer_ok(page: Path, tmp_path: Path) -> None:
+    import json
+    import shlex
+
+    lines = _SHELL_PEER.findall(page.read_text())
+    assert lines, f"{page.name} shows how to drive wacrypto peer"
+    for line in lines:
+        cmd = line.replace(".venv/bin/wacrypto", f"{shlex.quote(sys.executable)} -m wacrypto")
+        proc = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+        replies = [json.loads(r) for r in _ok(proc).splitlines()]
+        requests = [json.loads(r) for r in shlex.split(line.split("|")[0])[2:]]
+        assert [r["id"] for r in replies] == [r["id"] for r in requests]
+        assert all(r["ok"] for r in replies), replies
