@@ -11,13 +11,10 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, final
+from typing import final
 
-from wacrypto._proto import storage_pb2 as _pb
-from wacrypto.session.account import local_identity
 from wacrypto.address import Address
 from wacrypto.errors import (
-    DecryptionError,
     DuplicateMessageError,
     InvalidArgumentError,
     InvalidMessageError,
@@ -31,20 +28,14 @@ from wacrypto.errors import (
 )
 from wacrypto.limits import DEFAULT_MAX_FORWARD_JUMP, MAX_FORWARD_JUMP_CEILING, MAX_PLAINTEXT_LEN
 from wacrypto.primitives.keys import Rng, clamp, system_rng
-from wacrypto.signal import ratchet
+from wacrypto.session.account import local_identity
+from wacrypto.signal import records
 from wacrypto.signal.bundle import PreKeyBundle
-from wacrypto.signal.records import (
-    PreKeyRecord,
-    SessionRecord,
-    SignedPreKeyRecord,
-)
+from wacrypto.signal.records import PreKeyRecord, SessionRecord, SignedPreKeyRecord, export_record
 from wacrypto.store.protocols import KeyStore, OutboxEntry, Transaction
-from wacrypto.wire.messages import PreKeySignalMessage, SignalMessage, encode_prekey_message
+from wacrypto.wire.messages import PREKEY_TYPE, WHISPER_TYPE, PreKeySignalMessage, SignalMessage
 
-__all__ = ["CiphertextMessage", "ReceivedMessage", "SessionCipher", "WHISPER_TYPE", "PREKEY_TYPE"]
-
-WHISPER_TYPE: Final = 2
-PREKEY_TYPE: Final = 3
+__all__ = ["CiphertextMessage", "ReceivedMessage", "SessionCipher", "WHISPER_TYPE", "PREKEY_TYPE", "export_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,37 +65,6 @@ def message_digest(address: Address, msg_type: int, body: bytes) -> bytes:
     """Dedup key of a received message: SHA-256 over sender address and ciphertext."""
     a = str(address).encode()
     return hashlib.sha256(len(a).to_bytes(4, "big") + a + bytes((msg_type,)) + body).digest()
-
-
-def _decrypt_with_record(
-    raw: bytes, message: SignalMessage, max_jump: int, rng: Rng
-) -> tuple[bytes, SessionRecord]:
-    """Try the current state, then archived ones; the state that decrypts becomes current."""
-    rec = SessionRecord._trusted(raw)
-    first_error: PeerError | None = None
-    if rec.has_current_state():
-        try:
-            return ratchet.decrypt(rec.current, message, max_forward_jump=max_jump, rng=rng), rec
-        except DuplicateMessageError:
-            raise
-        except PeerError as exc:
-            first_error = exc
-        rec = SessionRecord._trusted(raw)  # the trial mutated the copy: start again from the bytes
-    for i, blob in enumerate(rec.archived):
-        try:
-            st = _pb.SessionStructure.FromString(blob)
-            if not st.HasField("sender_chain"):
-                continue
-            pt = ratchet.decrypt(st, message, max_forward_jump=max_jump, rng=rng)
-        except DuplicateMessageError:
-            raise
-        except (PeerError, ValueError, RuntimeError):
-            continue
-        rec.promote_archived(i, st)
-        return pt, rec
-    if first_error is not None and not isinstance(first_error, DecryptionError):
-        raise first_error
-    raise DecryptionError("message could not be decrypted")
 
 
 @final
@@ -171,30 +131,17 @@ class SessionCipher:
     async def _process_verified_bundle(self, tx: Transaction, address: Address, bundle: PreKeyBundle) -> None:
         identity, registration_id = await local_identity(tx)
         await self._check_trust(tx, address, bundle.identity_key)
-        base_priv = clamp(self._rng(32))
-        try:
-            state = ratchet.new_state_alice(
-                local_identity_pub=identity.public.to_bytes(),
-                local_identity_priv=identity.private.to_bytes(),
-                remote_identity=bundle.identity_key,
-                their_signed_prekey=bundle.signed_prekey,
-                their_one_time_prekey=bundle.prekey,
-                base_priv=base_priv,
-                rng=self._rng,
-            )
-        except PeerError:
-            raise
-        pk = state.pending_pre_key
-        if bundle.prekey_id is not None:
-            pk.pre_key_id = bundle.prekey_id
-        pk.signed_pre_key_id = bundle.signed_prekey_id
-        pk.base_key = state.alice_base_key
-        pk.timestamp = int(self._clock() * 1000)
-        state.remote_registration_id = bundle.registration_id
-        state.local_registration_id = registration_id
         raw = await tx.load_session(address)
         rec = SessionRecord._trusted(raw) if raw else SessionRecord()
-        rec.promote(state)
+        records.initiate(
+            rec,
+            local_identity=identity,
+            local_registration_id=registration_id,
+            bundle=bundle,
+            base_priv=clamp(self._rng(32)),
+            timestamp_ms=int(self._clock() * 1000),
+            rng=self._rng,
+        )
         await tx.store_session(address, rec.to_bytes())
         await tx.save_remote_identity(address, bundle.identity_key)
 
@@ -224,26 +171,14 @@ class SessionCipher:
         rec = SessionRecord._trusted(raw)
         if not rec.has_current_state():
             raise NoSessionError(f"no session with {address}")
-        state = rec.current
-        if not state.HasField("sender_chain"):
+        if not rec.can_send():
             raise NoSessionError(f"session with {address} cannot send")
-        await self._check_trust(tx, address, state.remote_identity_public)
-        inner = ratchet.encrypt(state, bytes(plaintext))
-        if state.HasField("pending_pre_key"):
-            pk = state.pending_pre_key
-            body = encode_prekey_message(
-                state.local_registration_id,
-                pk.pre_key_id if pk.HasField("pre_key_id") else None,
-                pk.signed_pre_key_id,
-                pk.base_key,
-                state.local_identity_public,
-                inner,
-            )
-            msg = CiphertextMessage(PREKEY_TYPE, body)
-        else:
-            msg = CiphertextMessage(WHISPER_TYPE, inner)
+        identity = rec.remote_identity()
+        assert identity is not None  # has_current_state()
+        await self._check_trust(tx, address, identity)
+        msg_type, body = rec.encrypt(bytes(plaintext))
         await tx.store_session(address, rec.to_bytes())
-        return msg
+        return CiphertextMessage(msg_type, body)
 
     # ------------------------------------------------------------------ decrypt
     @staticmethod
@@ -269,8 +204,10 @@ class SessionCipher:
         raw = await tx.load_session(address)
         if raw is None:
             raise NoSessionError(f"no session with {address}")
-        pt, rec = _decrypt_with_record(raw, message, self.max_forward_jump, self._rng)
-        await self._check_trust(tx, address, rec.current.remote_identity_public)
+        pt, rec = records.decrypt_stored(raw, message, max_forward_jump=self.max_forward_jump, rng=self._rng)
+        identity = rec.remote_identity()
+        assert identity is not None  # the state that decrypted is current
+        await self._check_trust(tx, address, identity)
         await tx.store_session(address, rec.to_bytes())
         return pt
 
@@ -280,7 +217,7 @@ class SessionCipher:
         raw = await tx.load_session(address)
         rec = SessionRecord._trusted(raw) if raw else SessionRecord()
         if raw is not None and rec.has_base_key(message.base_key):
-            pt, rec = _decrypt_with_record(raw, message.message, self.max_forward_jump, self._rng)
+            pt, rec = records.decrypt_stored(raw, message.message, max_forward_jump=self.max_forward_jump, rng=self._rng)
         else:
             spk_raw = await tx.load_signed_prekey(message.signed_pre_key_id)
             if spk_raw is None:
@@ -292,22 +229,16 @@ class SessionCipher:
                 if opk_raw is None:
                     raise NoPreKeyError(f"one-time prekey {message.pre_key_id} not found (already used?)")
                 opk = PreKeyRecord.from_bytes(opk_raw, trusted=True)
-            try:
-                state = ratchet.new_state_bob(
-                    local_identity_pub=identity.public.to_bytes(),
-                    local_identity_priv=identity.private.to_bytes(),
-                    remote_identity=message.identity_key,
-                    signed_prekey_pub=spk.key_pair.public.to_bytes(),
-                    signed_prekey_priv=spk.key_pair.private.to_bytes(),
-                    one_time_prekey_priv=opk.key_pair.private.to_bytes() if opk else None,
-                    their_base_key=message.base_key,
-                )
-            except PeerError:
-                raise DecryptionError("message could not be decrypted") from None
-            state.remote_registration_id = message.registration_id
-            state.local_registration_id = registration_id
-            pt = ratchet.decrypt(state, message.message, max_forward_jump=self.max_forward_jump, rng=self._rng)
-            rec.promote(state)
+            pt = records.respond(
+                rec,
+                message,
+                local_identity=identity,
+                local_registration_id=registration_id,
+                signed_prekey=spk,
+                one_time_prekey=opk,
+                max_forward_jump=self.max_forward_jump,
+                rng=self._rng,
+            )
             if opk is not None:
                 await tx.remove_prekey(opk.id)
         await tx.save_remote_identity(address, message.identity_key)
@@ -393,31 +324,13 @@ class SessionCipher:
     async def import_session(self, address: Address, record: bytes, remote_identity: bytes | None = None) -> None:
         """Install a session record (from libsignal, python-axolotl, whatsmeow or us)."""
         rec = SessionRecord.from_bytes(record)
-        if not rec.has_current_state():
+        stored = rec.remote_identity()
+        if stored is None:
             raise InvalidMessageError("session record has no current state")
-        ident = remote_identity if remote_identity is not None else rec.current.remote_identity_public
-        if ident != rec.current.remote_identity_public:
+        ident = remote_identity if remote_identity is not None else stored
+        if ident != stored:
             raise InvalidArgumentError("remote_identity does not match the record")
         async with self.store.transaction(address) as tx:
             await tx.store_session(address, rec.to_bytes())
             await tx.save_remote_identity(address, ident)
-
-
-def export_record(raw: bytes) -> bytes:
-    """Add cipher/mac/iv next to each stored seed, for peers that read only the expanded form."""
-    rec = _pb.RecordStructure.FromString(raw)
-
-    def expand(st: _pb.SessionStructure) -> None:
-        for ch in st.receiver_chains:
-            for mk in ch.message_keys:
-                if mk.seed and not mk.cipher_key:
-                    mk.cipher_key, mk.mac_key, mk.iv = ratchet.message_keys(mk.seed)
-
-    if rec.HasField("current_session"):
-        expand(rec.current_session)
-    for i, blob in enumerate(rec.previous_sessions):
-        st = _pb.SessionStructure.FromString(blob)
-        expand(st)
-        rec.previous_sessions[i] = st.SerializeToString()
-    return rec.SerializeToString()
 

@@ -1,17 +1,20 @@
 """Signal v3 wire messages (WhatsApp flavour): parse fully in ``from_bytes``, emit canonically.
 
 Parsing untrusted bytes raises only :class:`~wacrypto.errors.PeerError` subclasses.
+
+The message types are immutable and their ``serialized`` bytes always are the message: an instance
+comes only from ``from_bytes`` (the fields are read from the bytes) or from ``create`` (the bytes
+are encoded from the fields); calling the class itself raises :class:`InvalidArgumentError`.
+Copies and pickles re-parse the bytes.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Final, final
-
-from google.protobuf.message import DecodeError, Message
+from typing import Any, Final, final
 
 from wacrypto._proto import signal_wire_pb2 as _pb
-from wacrypto.errors import InvalidMessageError, LegacyMessageError
+from wacrypto.errors import InvalidArgumentError, InvalidMessageError, LegacyMessageError
 from wacrypto.limits import (
     CIPHERTEXT_VERSION,
     KEY_TYPE_DJB,
@@ -23,9 +26,16 @@ from wacrypto.limits import (
     SIGNATURE_LEN,
     SUPPORTED_VERSIONS,
 )
+from wacrypto.primitives.immutable import Immutable, slot_setters
+from wacrypto.primitives.protobuf import parse_message
 from wacrypto.wire.codec import field_bytes, varint
 
 VERSION_BYTE: Final = bytes(((CIPHERTEXT_VERSION << 4) | CIPHERTEXT_VERSION,))
+WHISPER_TYPE: Final = 2
+"""Envelope type of a :class:`SignalMessage` (1 is read as 2)."""
+PREKEY_TYPE: Final = 3
+"""Envelope type of a :class:`PreKeySignalMessage`."""
+_new = object.__new__
 
 _T1: Final = b"\x0a"  # field 1, length-delimited
 _T2B: Final = b"\x12"  # field 2, length-delimited
@@ -55,11 +65,36 @@ def _check_key(key: bytes, what: str) -> bytes:
     return key
 
 
-def _parse(cls: type[Message], body: bytes, what: str) -> Message:
-    try:
-        return cls.FromString(body)
-    except (DecodeError, ValueError, RuntimeError):
-        raise InvalidMessageError(f"{what}: malformed protobuf") from None
+class _WireMessage(Immutable):
+    """Shared behaviour of the wire types: no public constructor, value semantics on the bytes."""
+
+    __slots__ = ()
+    serialized: bytes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise InvalidArgumentError(
+            f"{type(self).__name__} is made by {type(self).__name__}.from_bytes() (or .create()), "
+            "so that its bytes and its fields always agree"
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        return self.serialized
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self).from_bytes, (self.serialized,))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _WireMessage)
+        return self.serialized == other.serialized
+
+    def __hash__(self) -> int:
+        return hash(self.serialized)
 
 
 def encode_signal_body(ratchet_key: bytes, counter: int, previous_counter: int, ciphertext: bytes) -> bytes:
@@ -101,26 +136,15 @@ def encode_prekey_message(
 
 
 @final
-class SignalMessage:
-    """A ratchet message: ``version || protobuf || mac8``."""
+class SignalMessage(_WireMessage):
+    """A ratchet message: ``version || protobuf || mac8``. Made by :meth:`from_bytes`; immutable."""
 
     __slots__ = ("version", "ratchet_key", "counter", "previous_counter", "ciphertext", "serialized")
-
-    def __init__(
-        self,
-        version: int,
-        ratchet_key: bytes,
-        counter: int,
-        previous_counter: int,
-        ciphertext: bytes,
-        serialized: bytes,
-    ) -> None:
-        self.version = version
-        self.ratchet_key = ratchet_key
-        self.counter = counter
-        self.previous_counter = previous_counter
-        self.ciphertext = ciphertext
-        self.serialized = serialized
+    version: int
+    ratchet_key: bytes
+    counter: int
+    previous_counter: int
+    ciphertext: bytes
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignalMessage:
@@ -128,17 +152,20 @@ class SignalMessage:
         v = _check_version(data, "SignalMessage")
         if len(data) < 1 + MAC_LEN + 1:
             raise InvalidMessageError("SignalMessage: too short")
-        m = _parse(_pb.SignalMessage, data[1:-MAC_LEN], "SignalMessage")
-        assert isinstance(m, _pb.SignalMessage)
+        m = parse_message(_pb.SignalMessage, data[1:-MAC_LEN], "SignalMessage")
         if not (m.HasField("ratchet_key") and m.HasField("counter") and m.HasField("ciphertext")):
             raise InvalidMessageError("SignalMessage: missing field")
         ct = m.ciphertext
         if not ct or len(ct) % 16:
             raise InvalidMessageError("SignalMessage: ciphertext is not whole AES blocks")
-        return cls(v, _check_key(m.ratchet_key, "ratchet key"), m.counter, m.previous_counter, ct, data)
-
-    def to_bytes(self) -> bytes:
-        return self.serialized
+        self = _new(cls)
+        _SM_SET[0](self, v)
+        _SM_SET[1](self, _check_key(m.ratchet_key, "ratchet key"))
+        _SM_SET[2](self, m.counter)
+        _SM_SET[3](self, m.previous_counter)
+        _SM_SET[4](self, ct)
+        _SM_SET[5](self, data)
+        return self
 
     @property
     def mac(self) -> bytes:
@@ -156,9 +183,15 @@ class SignalMessage:
         return f"SignalMessage(v={self.version}, counter={self.counter}, len={len(self.serialized)})"
 
 
+_SM_SET: Final = slot_setters(SignalMessage, *SignalMessage.__slots__)
+
+
 @final
-class PreKeySignalMessage:
-    """The first messages of a session: X3DH parameters around an inner :class:`SignalMessage`."""
+class PreKeySignalMessage(_WireMessage):
+    """The first messages of a session: X3DH parameters around an inner :class:`SignalMessage`.
+
+    Made by :meth:`from_bytes` or :meth:`create`; immutable.
+    """
 
     __slots__ = (
         "version",
@@ -170,26 +203,20 @@ class PreKeySignalMessage:
         "message",
         "serialized",
     )
+    version: int
+    registration_id: int
+    pre_key_id: int | None
+    signed_pre_key_id: int
+    base_key: bytes
+    identity_key: bytes
+    message: SignalMessage
 
-    def __init__(
-        self,
-        version: int,
-        registration_id: int,
-        pre_key_id: int | None,
-        signed_pre_key_id: int,
-        base_key: bytes,
-        identity_key: bytes,
-        message: SignalMessage,
-        serialized: bytes,
-    ) -> None:
-        self.version = version
-        self.registration_id = registration_id
-        self.pre_key_id = pre_key_id
-        self.signed_pre_key_id = signed_pre_key_id
-        self.base_key = base_key
-        self.identity_key = identity_key
-        self.message = message
-        self.serialized = serialized
+    @classmethod
+    def _make(cls, *fields: object) -> PreKeySignalMessage:
+        self = _new(cls)
+        for set_field, value in zip(_PK_SET, fields, strict=True):
+            set_field(self, value)
+        return self
 
     @classmethod
     def create(
@@ -201,17 +228,26 @@ class PreKeySignalMessage:
         identity_key: bytes,
         message: SignalMessage,
     ) -> PreKeySignalMessage:
+        """Encode a PreKeySignalMessage around ``message`` (the fields are checked as a peer would)."""
         ser = encode_prekey_message(
             registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key, message.serialized
         )
-        return cls(CIPHERTEXT_VERSION, registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key, message, ser)
+        if pre_key_id is not None and not 0 <= pre_key_id <= MAX_PREKEY_ID:
+            raise InvalidArgumentError("prekey id out of range")
+        if not 0 <= signed_pre_key_id <= MAX_PREKEY_ID or not 0 <= registration_id <= 0xFFFFFFFF:
+            raise InvalidArgumentError("signed prekey id or registration id out of range")
+        for key in (base_key, identity_key):
+            if len(key) != PUBLIC_KEY_LEN or key[0] != KEY_TYPE_DJB:
+                raise InvalidArgumentError("base key and identity key must be 33-byte Curve25519 public keys")
+        return cls._make(
+            CIPHERTEXT_VERSION, registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key, message, ser
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PreKeySignalMessage:
         data = bytes(data)
         v = _check_version(data, "PreKeySignalMessage")
-        m = _parse(_pb.PreKeySignalMessage, data[1:], "PreKeySignalMessage")
-        assert isinstance(m, _pb.PreKeySignalMessage)
+        m = parse_message(_pb.PreKeySignalMessage, data[1:], "PreKeySignalMessage")
         if not (
             m.HasField("signed_pre_key_id")
             and m.HasField("base_key")
@@ -224,7 +260,7 @@ class PreKeySignalMessage:
         inner = SignalMessage.from_bytes(m.message)
         if inner.version != v:
             raise InvalidMessageError("PreKeySignalMessage: inner message version differs")
-        return cls(
+        return cls._make(
             v,
             m.registration_id,
             m.pre_key_id if m.HasField("pre_key_id") else None,
@@ -235,9 +271,6 @@ class PreKeySignalMessage:
             data,
         )
 
-    def to_bytes(self) -> bytes:
-        return self.serialized
-
     def __repr__(self) -> str:
         return (
             f"PreKeySignalMessage(v={self.version}, registration_id={self.registration_id}, "
@@ -245,18 +278,21 @@ class PreKeySignalMessage:
         )
 
 
+_PK_SET: Final = slot_setters(PreKeySignalMessage, *PreKeySignalMessage.__slots__)
+
+
 @final
-class SenderKeyMessage:
-    """A group message: ``version || protobuf || xeddsa_signature64`` (WhatsApp format)."""
+class SenderKeyMessage(_WireMessage):
+    """A group message: ``version || protobuf || xeddsa_signature64`` (WhatsApp format).
+
+    Made by :meth:`from_bytes` (the sender's side encodes with :meth:`encode_body` and signs); immutable.
+    """
 
     __slots__ = ("version", "key_id", "iteration", "ciphertext", "serialized")
-
-    def __init__(self, version: int, key_id: int, iteration: int, ciphertext: bytes, serialized: bytes) -> None:
-        self.version = version
-        self.key_id = key_id
-        self.iteration = iteration
-        self.ciphertext = ciphertext
-        self.serialized = serialized
+    version: int
+    key_id: int
+    iteration: int
+    ciphertext: bytes
 
     @staticmethod
     def encode_body(key_id: int, iteration: int, ciphertext: bytes) -> bytes:
@@ -271,13 +307,18 @@ class SenderKeyMessage:
         v = _check_version(data, "SenderKeyMessage")
         if len(data) < 1 + SIGNATURE_LEN + 1:
             raise InvalidMessageError("SenderKeyMessage: too short")
-        m = _parse(_pb.SenderKeyMessage, data[1:-SIGNATURE_LEN], "SenderKeyMessage")
-        assert isinstance(m, _pb.SenderKeyMessage)
+        m = parse_message(_pb.SenderKeyMessage, data[1:-SIGNATURE_LEN], "SenderKeyMessage")
         if not (m.HasField("id") and m.HasField("iteration") and m.HasField("ciphertext")):
             raise InvalidMessageError("SenderKeyMessage: missing field")
         if not m.ciphertext or len(m.ciphertext) % 16:
             raise InvalidMessageError("SenderKeyMessage: ciphertext is not whole AES blocks")
-        return cls(v, m.id, m.iteration, m.ciphertext, data)
+        self = _new(cls)
+        _SKM_SET[0](self, v)
+        _SKM_SET[1](self, m.id)
+        _SKM_SET[2](self, m.iteration)
+        _SKM_SET[3](self, m.ciphertext)
+        _SKM_SET[4](self, data)
+        return self
 
     @property
     def signed_part(self) -> bytes:
@@ -287,31 +328,43 @@ class SenderKeyMessage:
     def signature(self) -> bytes:
         return self.serialized[-SIGNATURE_LEN:]
 
-    def to_bytes(self) -> bytes:
-        return self.serialized
-
     def __repr__(self) -> str:
         return f"SenderKeyMessage(id={self.key_id}, iteration={self.iteration}, len={len(self.serialized)})"
 
 
+_SKM_SET: Final = slot_setters(SenderKeyMessage, *SenderKeyMessage.__slots__)
+
+
 @final
-class SenderKeyDistributionMessage:
-    """Carries a sender's chain key and signing key to a group member (inside a pairwise session)."""
+class SenderKeyDistributionMessage(_WireMessage):
+    """Carries a sender's chain key and signing key to a group member (inside a pairwise session).
+
+    Made by :meth:`from_bytes` or :meth:`create`; immutable. Its repr shows no key bytes.
+    """
 
     __slots__ = ("version", "key_id", "iteration", "chain_key", "signing_key", "serialized")
+    version: int
+    key_id: int
+    iteration: int
+    chain_key: bytes
+    signing_key: bytes
 
-    def __init__(
-        self, version: int, key_id: int, iteration: int, chain_key: bytes, signing_key: bytes, serialized: bytes
-    ) -> None:
-        self.version = version
-        self.key_id = key_id
-        self.iteration = iteration
-        self.chain_key = chain_key
-        self.signing_key = signing_key
-        self.serialized = serialized
+    @classmethod
+    def _make(cls, *fields: object) -> SenderKeyDistributionMessage:
+        self = _new(cls)
+        for set_field, value in zip(_SKDM_SET, fields, strict=True):
+            set_field(self, value)
+        return self
 
     @classmethod
     def create(cls, key_id: int, iteration: int, chain_key: bytes, signing_key: bytes) -> SenderKeyDistributionMessage:
+        """Encode an SKDM (the fields are checked as a receiver would)."""
+        if not 0 <= key_id <= 0xFFFFFFFF or not 0 <= iteration <= MAX_COUNTER:
+            raise InvalidArgumentError("key id or iteration out of range")
+        if len(chain_key) != 32:
+            raise InvalidArgumentError("chain key must be 32 bytes")
+        if len(signing_key) != PUBLIC_KEY_LEN or signing_key[0] != KEY_TYPE_DJB:
+            raise InvalidArgumentError("signing key must be a 33-byte Curve25519 public key")
         ser = b"".join(
             (
                 VERSION_BYTE,
@@ -323,24 +376,23 @@ class SenderKeyDistributionMessage:
                 field_bytes(_T4B, signing_key),
             )
         )
-        return cls(CIPHERTEXT_VERSION, key_id, iteration, chain_key, signing_key, ser)
+        return cls._make(CIPHERTEXT_VERSION, key_id, iteration, chain_key, signing_key, ser)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SenderKeyDistributionMessage:
         data = bytes(data)
         v = _check_version(data, "SenderKeyDistributionMessage")
-        m = _parse(_pb.SenderKeyDistributionMessage, data[1:], "SenderKeyDistributionMessage")
-        assert isinstance(m, _pb.SenderKeyDistributionMessage)
+        m = parse_message(_pb.SenderKeyDistributionMessage, data[1:], "SenderKeyDistributionMessage")
         if not (m.HasField("id") and m.HasField("iteration") and m.HasField("chain_key") and m.HasField("signing_key")):
             raise InvalidMessageError("SenderKeyDistributionMessage: missing field")
         if len(m.chain_key) != 32:
             raise InvalidMessageError("SenderKeyDistributionMessage: chain key must be 32 bytes")
         if m.iteration > MAX_COUNTER:
             raise InvalidMessageError("SenderKeyDistributionMessage: iteration out of range")
-        return cls(v, m.id, m.iteration, m.chain_key, _check_key(m.signing_key, "signing key"), data)
-
-    def to_bytes(self) -> bytes:
-        return self.serialized
+        return cls._make(v, m.id, m.iteration, m.chain_key, _check_key(m.signing_key, "signing key"), data)
 
     def __repr__(self) -> str:
         return f"SenderKeyDistributionMessage(id={self.key_id}, iteration={self.iteration})"
+
+
+_SKDM_SET: Final = slot_setters(SenderKeyDistributionMessage, *SenderKeyDistributionMessage.__slots__)
