@@ -15,6 +15,17 @@ Peak memory is measured in fresh subprocesses from their own accounting (``VmHWM
 /proc/self/status, reset through /proc/self/clear_refs after imports and a warm-up).
 
 Writes bench/results/media.json and bench/results/media.txt and prints the table.
+
+**Before/after in the same run** (``--compare-with DIR``, DIR another checkout, e.g. a ``git worktree``
+of the base commit): two worker processes, one importing wacrypto from DIR and one from this
+checkout, time the same cases on the same files, alternating case by case and round by round, so
+load hits both alike. Besides the file cases it times small blobs (1 KiB encrypt and decrypt, where
+key derivation and set-up dominate). Prints a table of both and writes it to ``--compare-out``
+(default bench/results/media_compare.txt); media.txt/media.json are left alone::
+
+    git worktree add /tmp/base-media <base commit>
+    .venv/bin/python bench/bench_media.py --compare-with /tmp/base-media --compare-out before_after.txt
+    git worktree remove /tmp/base-media
 """
 
 from __future__ import annotations
@@ -37,9 +48,12 @@ from cryptography.hazmat.backends.openssl import backend as openssl_backend
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# a --worker imports wacrypto from the tree it is given (--tree DIR), everything else from this checkout
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv else ROOT
+sys.path.insert(0, str(TREE))
 
-from wacrypto.media import MediaEncryptor, MediaType, decrypt_file, encrypt_file  # noqa: E402
+import wacrypto  # noqa: E402
+from wacrypto.media import MediaEncryptor, MediaType, decrypt, decrypt_file, encrypt, encrypt_file  # noqa: E402
 
 CHUNK = 1024 * 1024
 RESULTS = ROOT / "bench" / "results"
@@ -69,6 +83,59 @@ def core_encrypt(buf: memoryview) -> None:
     for pos in range(0, len(buf), CHUNK):
         enc.update_into(buf[pos : pos + CHUNK], out)
     enc.finalize()
+
+
+Case = tuple[str, Callable[[], object], Callable[[], object] | None]
+
+
+def file_cases(src: Path, tmp: Path, data: memoryview) -> list[Case]:
+    """The measured cases: (name, timed function, untimed preparation) on plaintext file ``src``."""
+    key = bytes(32)
+    blob, out, enc_out = tmp / "blob", tmp / "out", tmp / "enc"
+    info = encrypt_file(src, blob, MediaType.VIDEO, key)  # warm-up, and the blob to decrypt
+    return [
+        ("floor_encrypt", lambda: floor(data, decrypt_side=False), None),
+        ("encrypt_file_video", lambda: encrypt_file(src, enc_out, MediaType.VIDEO, key), lambda: rm(enc_out)),
+        ("encrypt_file_image", lambda: encrypt_file(src, enc_out, MediaType.IMAGE, key), lambda: rm(enc_out)),
+        ("core_encrypt_serial", lambda: core_encrypt(data), None),
+        ("floor_decrypt", lambda: floor(data, decrypt_side=True), None),
+        (
+            "decrypt_file_verify",
+            lambda: decrypt_file(
+                blob, out, MediaType.VIDEO, key, file_sha256=info.file_sha256, file_enc_sha256=info.file_enc_sha256
+            ),
+            lambda: rm(out),
+        ),
+        ("encrypt_file_video_serial", lambda: encrypt_file(src, enc_out, MediaType.VIDEO, key, overlap=False), lambda: rm(enc_out)),
+        (
+            "decrypt_file_verify_serial",
+            lambda: decrypt_file(
+                blob, out, MediaType.VIDEO, key, file_sha256=info.file_sha256,
+                file_enc_sha256=info.file_enc_sha256, overlap=False,
+            ),
+            lambda: rm(out),
+        ),
+    ]
+
+
+SMALL = 1024  # bytes of a small blob (a thumbnail): set-up and key derivation dominate
+SMALL_OPS = 2000  # blobs per timed small case
+
+
+def small_cases() -> list[Case]:
+    key = bytes(32)
+    plain = os.urandom(SMALL)
+    blob, info = encrypt(plain, MediaType.IMAGE, key)
+
+    def enc() -> None:
+        for _ in range(SMALL_OPS):
+            encrypt(plain, MediaType.IMAGE, key)
+
+    def dec() -> None:
+        for _ in range(SMALL_OPS):
+            decrypt(blob, MediaType.IMAGE, key, file_sha256=info.file_sha256, file_enc_sha256=info.file_enc_sha256)
+
+    return [("small_encrypt_1k", enc, None), ("small_decrypt_1k", dec, None)]
 
 
 def timed(fn: Callable[[], object], before: Callable[[], object] | None = None) -> float:
@@ -132,11 +199,107 @@ def memory_probe(src: Path, tmp: Path, mode: str) -> dict[str, int]:
     return result
 
 
+def worker(src: Path, tmp: Path) -> None:
+    """Answer ``case name`` lines on stdin with the seconds that case took, one JSON line each."""
+    cases = {name: (fn, before) for name, fn, before in file_cases(src, tmp, memoryview(src.read_bytes())) + small_cases()}
+    print(json.dumps({"ready": list(cases), "wacrypto": str(Path(wacrypto.__file__).parent)}), flush=True)
+    for line in sys.stdin:
+        fn, before = cases[line.strip()]
+        print(json.dumps({"seconds": timed(fn, before)}), flush=True)
+
+
+COMPARED = [
+    ("encrypt_file_video", "encrypt_file video (sidecar), 2 threads", "MB/s"),
+    ("encrypt_file_image", "encrypt_file image, 2 threads", "MB/s"),
+    ("encrypt_file_video_serial", "encrypt_file video, overlap=False", "MB/s"),
+    ("core_encrypt_serial", "MediaEncryptor core, in memory", "MB/s"),
+    ("decrypt_file_verify", "decrypt_file + verify, 2 threads", "MB/s"),
+    ("decrypt_file_verify_serial", "decrypt_file + verify, overlap=False", "MB/s"),
+    ("small_encrypt_1k", f"encrypt {SMALL} B blob in memory", "blobs/s"),
+    ("small_decrypt_1k", f"decrypt + verify {SMALL} B blob in memory", "blobs/s"),
+    ("floor_encrypt", "OpenSSL floor, encrypt side (control)", "MB/s"),
+    ("floor_decrypt", "OpenSSL floor, decrypt side (control)", "MB/s"),
+]
+
+
+def compare(args: argparse.Namespace) -> None:
+    before_tree = Path(args.compare_with).resolve()
+    size = args.size_mib * CHUNK
+    with tempfile.TemporaryDirectory(prefix="wacrypto-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        src = tmp / "plain"
+        with open(src, "wb") as f:
+            for _ in range(args.size_mib):
+                f.write(os.urandom(CHUNK))
+        procs: dict[str, subprocess.Popen[str]] = {}
+        where: dict[str, str] = {}
+        for label, tree in (("before", before_tree), ("after", ROOT)):
+            work = tmp / label
+            work.mkdir()
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), str(work), "--tree", str(tree)]
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree)
+            assert proc.stdout is not None
+            where[label] = json.loads(proc.stdout.readline())["wacrypto"]
+            procs[label] = proc
+        runs: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+        for r in range(args.repeat):
+            for name, _, _ in COMPARED:
+                order = ("before", "after") if r % 2 == 0 else ("after", "before")
+                for label in order:
+                    proc = procs[label]
+                    assert proc.stdin is not None and proc.stdout is not None
+                    proc.stdin.write(name + "\n")
+                    proc.stdin.flush()
+                    runs[label].setdefault(name, []).append(json.loads(proc.stdout.readline())["seconds"])
+        for proc in procs.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait()
+    load = os.getloadavg()[0]
+
+    def rate(label: str, name: str, unit: str) -> float:
+        best = min(runs[label][name])
+        return SMALL_OPS / best if unit == "blobs/s" else size / best / 1e6
+
+    command = " ".join(["python", "bench/bench_media.py", *sys.argv[1:]])
+    lines = [
+        f"wacrypto media, before/after in one run ({args.size_mib} MiB files, best of {args.repeat} interleaved rounds, "
+        f"{os.cpu_count()} cores, python {platform.python_version()}, cryptography {version('cryptography')}, "
+        f"{openssl_backend.openssl_version_text()}, load average {load:.1f} at the end)",
+        f"command: {command}",
+        f"before: wacrypto from {where['before']}",
+        f"after:  wacrypto from {where['after']}",
+        "",
+        f"{'operation':<46} {'unit':>8} {'before':>9} {'after':>9} {'after/before':>13}",
+        "-" * 89,
+    ]
+    for name, label, unit in COMPARED:
+        b, a = rate("before", name, unit), rate("after", name, unit)
+        lines.append(f"{label:<46} {unit:>8} {b:9.0f} {a:9.0f} {a / b:13.3f}")
+    lines.append("-" * 89)
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.compare_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--compare-with", metavar="DIR", help="another checkout to measure against, in the same run")
+    ap.add_argument("--compare-out", default=str(RESULTS / "media_compare.txt"), help="where --compare-with writes its table")
+    ap.add_argument("--worker", nargs=2, metavar=("SRC", "TMP"), help=argparse.SUPPRESS)
+    ap.add_argument("--tree", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        worker(Path(args.worker[0]), Path(args.worker[1]))
+        return
+    if args.compare_with:
+        compare(args)
+        return
     size = args.size_mib * CHUNK
     with tempfile.TemporaryDirectory(prefix="wacrypto-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -145,34 +308,8 @@ def main() -> None:
             for _ in range(args.size_mib):
                 f.write(os.urandom(CHUNK))
         data = memoryview(src.read_bytes())
-        key = bytes(32)
-        info = encrypt_file(src, tmp / "blob", MediaType.VIDEO, key)  # warm-up, and the blob to decrypt
-        blob, out, enc_out = tmp / "blob", tmp / "out", tmp / "enc"
-
+        cases = file_cases(src, tmp, data)
         runs: dict[str, list[float]] = {}
-        cases: list[tuple[str, Callable[[], object], Callable[[], object] | None]] = [
-            ("floor_encrypt", lambda: floor(data, decrypt_side=False), None),
-            ("encrypt_file_video", lambda: encrypt_file(src, enc_out, MediaType.VIDEO, key), lambda: rm(enc_out)),
-            ("encrypt_file_image", lambda: encrypt_file(src, enc_out, MediaType.IMAGE, key), lambda: rm(enc_out)),
-            ("core_encrypt_serial", lambda: core_encrypt(data), None),
-            ("floor_decrypt", lambda: floor(data, decrypt_side=True), None),
-            (
-                "decrypt_file_verify",
-                lambda: decrypt_file(
-                    blob, out, MediaType.VIDEO, key, file_sha256=info.file_sha256, file_enc_sha256=info.file_enc_sha256
-                ),
-                lambda: rm(out),
-            ),
-            ("encrypt_file_video_serial", lambda: encrypt_file(src, enc_out, MediaType.VIDEO, key, overlap=False), lambda: rm(enc_out)),
-            (
-                "decrypt_file_verify_serial",
-                lambda: decrypt_file(
-                    blob, out, MediaType.VIDEO, key, file_sha256=info.file_sha256,
-                    file_enc_sha256=info.file_enc_sha256, overlap=False,
-                ),
-                lambda: rm(out),
-            ),
-        ]
         for _ in range(args.repeat):
             for name, fn, before in cases:
                 runs.setdefault(name, []).append(timed(fn, before))

@@ -2,7 +2,9 @@
 
 Invariant (design rule 5): decrypting untrusted bytes either succeeds or raises MediaIntegrityError;
 nothing else may escape. When the input is a genuine blob left untouched, decryption must succeed and
-return the original plaintext; any edit of a genuine blob must be rejected.
+return the original plaintext; any edit of a genuine blob must be rejected. The two-thread seam
+(``MediaDecryptor.split``, run here on one thread with the back half lagging) always agrees with
+``MediaDecryptor.update``.
 
 Short CI run:  .venv/bin/python fuzz/fuzz_media_decrypt.py -runs=2000
 Longer run:    .venv/bin/python fuzz/fuzz_media_decrypt.py -max_total_time=600 fuzz/corpus-media/
@@ -24,9 +26,7 @@ TYPES = list(MediaType)
 KEY = bytes(range(32))
 
 
-def feed(blob: bytes, mtype: MediaType, key: bytes, chunk: int, fsha: bytes | None, fenc: bytes | None) -> bytes | None:
-    """Decrypt in chunks of ``chunk`` bytes; return the plaintext or None on MediaIntegrityError."""
-    dec = MediaDecryptor(mtype, key, file_sha256=fsha, file_enc_sha256=fenc)
+def feed_update(blob: bytes, dec: MediaDecryptor, chunk: int) -> bytes | None:
     try:
         for pos in range(0, len(blob), chunk):
             dec.update(blob[pos : pos + chunk])
@@ -35,6 +35,36 @@ def feed(blob: bytes, mtype: MediaType, key: bytes, chunk: int, fsha: bytes | No
         return None
     assert result.plaintext is not None
     return result.plaintext
+
+
+def feed_split(blob: bytes, dec: MediaDecryptor, chunk: int) -> bytes | None:
+    try:
+        halves = dec.split(len(blob))
+        behind: list[bytes] = []
+        for pos in range(0, len(blob), chunk):
+            piece = blob[pos : pos + chunk]
+            halves.decrypt(piece)
+            behind.append(piece)
+            if len(behind) > 2:
+                halves.authenticate(behind.pop(0))
+        for piece in behind:
+            halves.authenticate(piece)
+        result = dec.finalize()
+    except MediaIntegrityError:
+        return None
+    assert result.plaintext is not None
+    return result.plaintext
+
+
+def feed(blob: bytes, mtype: MediaType, key: bytes, chunk: int, fsha: bytes | None, fenc: bytes | None) -> bytes | None:
+    """Decrypt in chunks of ``chunk`` bytes, through update and through the split halves; return the
+    plaintext or None on MediaIntegrityError (both ways must agree)."""
+    got = feed_update(blob, MediaDecryptor(mtype, key, file_sha256=fsha, file_enc_sha256=fenc), chunk)
+    dec = MediaDecryptor(mtype, key, file_sha256=fsha, file_enc_sha256=fenc)
+    dec.update(blob[:chunk])
+    dec.restart()  # a restarted decryptor is a fresh one
+    assert feed_split(blob, dec, chunk) == got, "the split decryptor disagrees with update()"
+    return got
 
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris' name

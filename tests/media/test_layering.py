@@ -36,7 +36,7 @@ def _tree(module: object) -> ast.Module:
 
 
 def _imported(tree: ast.Module) -> set[str]:
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -75,7 +76,7 @@ def encrypt_split(plain: bytes, mtype: MediaType, cuts: list[int], *, threaded: 
         n = halves.encrypt_into(piece, out)
         blob += out[:n]
         if worker is not None:
-            worker.submit(lambda p=piece, c=bytes(out[:n]): halves.authenticate(p, c))
+            worker.submit(partial(halves.authenticate, piece, bytes(out[:n])))
         else:
             backlog.append((piece, bytes(out[:n])))
             while len(backlog) > lag:

@@ -19,6 +19,7 @@ from wacrypto.errors import InvalidArgumentError
 from wacrypto.limits import MEDIA_MAC_LEN, MEDIA_SIDECAR_CHUNK
 from wacrypto.media.blob import BLOCK, integrity_error, is_blob_length, unpad
 from wacrypto.media.keys import MediaKeys
+from wacrypto.primitives.kdf import hmac_sha256
 
 __all__ = ["SidecarBuilder", "sidecar_window", "verify_sidecar_chunk", "decrypt_sidecar_chunk"]
 
@@ -102,11 +103,8 @@ def verify_sidecar_chunk(keys: MediaKeys, sidecar: bytes, index: int, chunk: byt
     start, end = sidecar_window(index, blob_length)
     if len(chunk) != end - start:
         raise integrity_error()
-    mac = hmac.new(keys.mac_key, digestmod=hashlib.sha256)
-    if index == 0:
-        mac.update(keys.iv)
-    mac.update(chunk)
-    if not hmac.compare_digest(mac.digest()[:MEDIA_MAC_LEN], _sidecar_entry(sidecar, index)):
+    mac = hmac_sha256(keys.mac_key, keys.iv + chunk if index == 0 else bytes(chunk))
+    if not hmac.compare_digest(mac[:MEDIA_MAC_LEN], _sidecar_entry(sidecar, index)):
         raise integrity_error()
 
 

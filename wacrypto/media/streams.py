@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from functools import partial
-from typing import Final, Protocol
+from typing import IO, Final, Protocol
 
 import trio
 
@@ -65,6 +65,16 @@ async def _run(fn: Callable[[], object], size: int) -> None:
         fn()
 
 
+class _FileSink:
+    """An :class:`AsyncByteSink` over an open file; large writes run on a worker thread."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await _run(partial(self._file.write, data), len(data))
+
+
 async def encrypt_stream(
     source: ByteSource,
     sink: AsyncByteSink,
@@ -107,18 +117,11 @@ async def encrypt_stream_to_file(
     """Encrypt ``source`` into blob file ``dst`` (published atomically when complete).
 
     If ``source`` exceeds ``max_bytes`` the error is raised and no file is left behind."""
-    enc = MediaEncryptor(media_type, media_key, sidecar=sidecar, max_bytes=max_bytes, randbytes=randbytes)
     with StagedFile(dst) as staged:
-        async for chunk in source:
-            view = memoryview(chunk)
-
-            def step(view: memoryview = view) -> None:
-                for pos in range(0, len(view), MEDIA_IO_CHUNK):
-                    staged.file.write(enc.update(view[pos : pos + MEDIA_IO_CHUNK]))
-
-            await _run(step, len(view))
-        tail, result = enc.finalize()
-        staged.file.write(tail)
+        sink = _FileSink(staged.file)
+        result = await encrypt_stream(
+            source, sink, media_type, media_key, sidecar=sidecar, max_bytes=max_bytes, randbytes=randbytes
+        )
         await trio.to_thread.run_sync(staged.publish)
     return result
 
