@@ -64,3 +64,16 @@ def test_every_media_module_is_core_or_io() -> None:
     io = {"__init__", "files", "streams", "client", "prune"}
     found = {p.stem for p in Path(wacrypto.media.crypto.__file__).parent.glob("*.py")}
     assert found - io == {name.rsplit(".", 1)[1] for name in CORE_MODULES}
+
+
+def test_the_names_of_the_core_stay_where_they_were() -> None:
+    # wacrypto.media.crypto was one module; its public names are still importable from it
+    before = {
+        "MediaType", "MediaKeys", "EncryptedMedia", "DecryptedMedia", "StagingSink", "MediaEncryptor",
+        "MediaDecryptor", "generate_media_key", "derive_media_keys", "encrypt", "decrypt", "blob_overhead",
+        "sidecar_window", "verify_sidecar_chunk", "decrypt_sidecar_chunk", "upload_token",
+    }
+    assert before <= set(wacrypto.media.crypto.__all__)
+    for module in (wacrypto.media.crypto, wacrypto.media):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
