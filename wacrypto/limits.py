@@ -86,3 +86,10 @@ MAX_STANZA_ID_LEN: Final = 128  # message/ack ids are short opaque strings; boun
 MAX_USER_AGENT_LEN: Final = 256  # client payload user agent
 MAX_ERROR_TEXT_LEN: Final = 1024  # stream error text shown to operators
 MAX_PROXY_RESPONSE: Final = 8192  # bytes of HTTP CONNECT response headers accepted
+
+# --------------------------------------------------------------------------- chatd relay mailboxes
+MAILBOX_LIMIT: Final = 100_000  # messages waiting per recipient; beyond it senders keep theirs and retry
+DEFAULT_MAILBOX_SENDER_LIMIT: Final = 1_000  # per (recipient, sender): one client cannot fill a mailbox
+DEFAULT_MAILBOX_STRANGER_LIMIT: Final = 10_000  # per recipient, from senders it never wrote to: keeps room for the rest
+DEFAULT_MAILBOX_TTL: Final = 30 * 86400.0  # seconds a message may wait unacknowledged (WhatsApp's servers: 30 days)
+MAX_CORRESPONDENTS: Final = 10_000  # recipients remembered per client (most recent) to tell correspondents apart

@@ -47,3 +47,36 @@ def test_invalid_fields_are_refused_typed() -> None:
         Envelope(bytes(32), 7, b"x")
     secret = Envelope(b"\x11" * 32, 2, b"secret-body")
     assert "secret" not in repr(secret) and "11" * 4 not in repr(secret)
+
+
+@given(st.sampled_from([2, 3]), st.binary(min_size=1, max_size=300))
+def test_any_body_is_a_signal_message_of_its_type_or_a_peer_error(msg_type: int, body: bytes) -> None:
+    """What the Messenger uses to tell garbage (dropped for good) from a message it may read later."""
+    try:
+        msg = Envelope(bytes(32), msg_type, body).signal_message()
+    except PeerError:
+        return
+    assert msg.to_bytes() == body
+
+
+async def test_real_signal_messages_parse_as_their_type_and_garbage_does_not() -> None:
+    from wacrypto.address import Address
+    from wacrypto.session import account
+    from wacrypto.session.cipher import SessionCipher
+    from wacrypto.store import open_store
+    from wacrypto.wire.messages import PreKeySignalMessage, SignalMessage
+
+    alice, bob = await open_store("memory:"), await open_store("memory:")
+    for s in (alice, bob):
+        await account.create_account(s, prekeys=1)
+    a, b = SessionCipher(alice), SessionCipher(bob)
+    await a.process_bundle(Address("bob", 1), await account.get_bundle(bob))
+    first = await a.encrypt(Address("bob", 1), b"hi")
+    assert isinstance(Envelope(bytes(32), first.type, first.body).signal_message(), PreKeySignalMessage)
+    await b.decrypt(Address("alice", 1), first.type, first.body)
+    reply = await b.encrypt(Address("alice", 1), b"hello")
+    assert isinstance(Envelope(bytes(32), reply.type, reply.body).signal_message(), SignalMessage)
+    for garbage in (Envelope(bytes(32), 2, b"\x33" + bytes(60)), Envelope(bytes(32), 3, reply.body),
+                    Envelope(bytes(32), 2, first.body)):
+        with pytest.raises(PeerError):
+            garbage.signal_message()

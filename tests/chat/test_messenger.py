@@ -203,31 +203,38 @@ async def test_unreadable_messages_are_reported_acknowledged_and_harmless(tmp_pa
                 good = await cipher.encrypt(BOB, b"the real one")
                 forged = bytearray((await cipher.encrypt(BOB, b"tampered")).body)
                 forged[-12] ^= 1
+                relayed = await cipher.encrypt(BOB, b"a well-formed message, sent on by a stranger")
             finally:
                 await store.aclose()
             stranger = Party(Address("mallory", 1), "memory:")
             async with open_chat_client(_config(stranger, ports)) as mc, open_chat_client(_config(a, ports)) as ac:
                 await mc.wait_connected()
                 await ac.wait_connected()
-                await mc.send_message(Envelope(bob_key, 2, b"\x33" + bytes(60)).to_bytes(), id="from-stranger")
+                await mc.send_message(Envelope(bob_key, relayed.type, relayed.body).to_bytes(), id="from-stranger")
+                await mc.send_message(Envelope(bob_key, 2, b"\x33" + bytes(60)).to_bytes(), id="stranger-garbage")
                 await ac.send_message(Envelope(bob_key, 3, bytes(forged)).to_bytes(), id="forged")
                 await ac.send_message(Envelope(bob_key, good.type, good.body).to_bytes(), id="good")
                 with trio.fail_after(30):
                     await _wait_for(b, 1)
-                    while len(b.dropped) < 2 or server.pending(b.chat_key.public) > 1:
+                    while len(b.dropped) < 3 or server.pending(b.chat_key.public) > 1:
                         await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert b.got == [(ALICE, b"the real one")]  # the forgery changed nothing in Bob's session
     names = {ChatdServer.delivery_id(stranger.chat_key.public.u, "from-stranger"): "from-stranger",
+             ChatdServer.delivery_id(stranger.chat_key.public.u, "stranger-garbage"): "stranger-garbage",
              ChatdServer.delivery_id(a.chat_key.public.u, "forged"): "forged"}
     reasons = {names[x.message_id]: x for x in b.dropped}
-    assert sorted(reasons) == ["forged", "from-stranger"]
+    assert sorted(reasons) == ["forged", "from-stranger", "stranger-garbage"]
     # the forgery is gone for good; the stranger's message stays with the server (Bob may add the
     # stranger to his directory and read it after a reconnect)
     assert reasons["forged"].sender == ALICE and isinstance(reasons["forged"].error, PeerError)
     assert reasons["forged"].final
     assert reasons["from-stranger"].sender is None and isinstance(reasons["from-stranger"].error, PeerError)
     assert not reasons["from-stranger"].final and server.pending(b.chat_key.public) == 1
+    # bytes that are not a Signal message at all can never become readable, whoever sent them:
+    # acknowledged and gone, so a stranger's garbage cannot pile up in Bob's mailbox
+    garbage = reasons["stranger-garbage"]
+    assert garbage.sender is None and isinstance(garbage.error, PeerError) and garbage.final
 
 
 async def test_restarted_sender_keeps_its_order_while_new_messages_arrive(tmp_path: Path) -> None:

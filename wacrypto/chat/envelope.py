@@ -2,8 +2,10 @@
 
 A sender names the recipient by its 32-byte chat key (the Curve25519 static key of its Noise
 connection); the server stamps the sender's chat key, as the handshake authenticated it, before it
-delivers. The body is a Signal message of ``type`` 3 (PreKeySignalMessage) or 2 (SignalMessage).
-Parsing untrusted bytes raises only :class:`~wacrypto.errors.InvalidMessageError`.
+delivers. The body is a Signal message of ``type`` 3 (PreKeySignalMessage) or 2 (SignalMessage);
+the relay does not look inside it, :meth:`Envelope.signal_message` does.
+Parsing untrusted bytes raises only :class:`~wacrypto.errors.PeerError` (``from_bytes``:
+:class:`~wacrypto.errors.InvalidMessageError`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from google.protobuf.message import DecodeError
 from wacrypto._proto import chat_pb2
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError
 from wacrypto.limits import MAX_MESSAGE_LEN
+from wacrypto.wire.messages import PreKeySignalMessage, SignalMessage
 
-__all__ = ["CHAT_KEY_LEN", "Envelope"]
+__all__ = ["CHAT_KEY_LEN", "PREKEY_MESSAGE_TYPE", "SIGNAL_MESSAGE_TYPE", "Envelope"]
 
 CHAT_KEY_LEN: Final = 32
 _TYPES: Final = (2, 3)
+SIGNAL_MESSAGE_TYPE: Final = 2
+PREKEY_MESSAGE_TYPE: Final = 3
 
 
 @final
@@ -42,6 +47,14 @@ class Envelope:
     def stamped(self, sender: bytes) -> Envelope:
         """This envelope as the server delivers it: with the authenticated sender's chat key."""
         return Envelope(self.recipient, self.type, self.body, bytes(sender))
+
+    def signal_message(self) -> SignalMessage | PreKeySignalMessage:
+        """The body parsed as the Signal message its ``type`` names, without any key or session:
+        raises a :class:`~wacrypto.errors.PeerError` if the body is not one at all (such a body
+        can never be decrypted, whatever state the recipient fetches later)."""
+        if self.type == PREKEY_MESSAGE_TYPE:
+            return PreKeySignalMessage.from_bytes(self.body)
+        return SignalMessage.from_bytes(self.body)
 
     def to_bytes(self) -> bytes:
         m = chat_pb2.Envelope(recipient=self.recipient, type=self.type, body=self.body)

@@ -84,15 +84,34 @@ class Directory:
 @final
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """A delivered message that cannot be read: forged or garbled ones are acknowledged and gone
-    (``final``); those this side could read after fixing its state (add the sender to the directory,
-    fetch a session, trust a new identity) stay with the server and come again after a reconnect."""
+    """A delivered message that cannot be read now.
+
+    ``final`` (acknowledged, so the server forgets it) when it can never become readable here:
+
+    * the payload is not an envelope, or carries no sender stamp from the server;
+    * the body is not a Signal message of the envelope's type at all (from any sender, known or not:
+      no state fetched later can decrypt bytes that do not even parse);
+    * from a sender in the directory: decryption fails for good (forged, garbled, replayed, or a
+      version we do not speak).
+
+    Not final (left with the server, delivered again after a reconnect, until chatd's
+    ``mailbox_ttl``) when fixing local state may make it readable:
+
+    * a well-formed Signal message from a chat key the directory does not know (yet): add the
+      sender to the :class:`Directory`;
+    * no session, no prekey or signed prekey (:class:`~wacrypto.errors.MissingStateError`), or an
+      identity key that changed (:class:`~wacrypto.errors.UntrustedIdentityError`): fetch or trust
+      it, then reconnect.
+
+    So a stranger's garbage is cleared from the mailbox as soon as it is seen, and what a stranger
+    can leave there is bounded by chatd's per-sender and strangers' shares (see
+    :mod:`wacrypto.chatd.server`).
+    """
 
     message_id: str
-    sender: Address | None
+    sender: Address | None  # None: the chat key is not in the directory (or there is none)
     error: PeerError | MissingStateError  # InvalidMessageError for an unknown sender
-    final: bool  # True: acknowledged and gone; False: left with the server, delivered again after a
-    #              reconnect (unknown sender, no session or prekey, untrusted identity: fixable here)
+    final: bool  # True: acknowledged and gone; False: left with the server (see above)
 
 
 OnMessage = Callable[[Address, bytes], Awaitable[None]]
@@ -224,13 +243,22 @@ class Messenger:
         """Read delivered messages: those of one sender in one store transaction, in order."""
         by_sender: dict[Address, list[tuple[MessageReceived, Envelope]]] = {}
         for ev in evs:
-            sender: Address | None = None
             try:
                 env = Envelope.from_bytes(ev.payload)
-                if env.sender is None or (sender := self.directory.address(env.sender)) is None:
-                    raise InvalidMessageError("message from an unknown chat key")
+                if env.sender is None:
+                    raise InvalidMessageError("envelope without the server's sender stamp")
             except PeerError as exc:
-                await self._drop(ev, sender, exc, final=sender is not None)
+                await self._drop(ev, None, exc, final=True)  # nothing in it can ever be read
+                continue
+            sender = self.directory.address(env.sender)
+            if sender is None:
+                try:
+                    env.signal_message()
+                except PeerError as exc:
+                    await self._drop(ev, None, exc, final=True)  # not a Signal message at all
+                else:  # readable once the directory knows the sender: leave it with the server
+                    unknown = InvalidMessageError("message from an unknown chat key")
+                    await self._drop(ev, None, unknown, final=False)
                 continue
             by_sender.setdefault(sender, []).append((ev, env))
         for sender, items in by_sender.items():

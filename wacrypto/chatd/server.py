@@ -18,6 +18,25 @@ mailbox (acknowledged to the sender once kept, de-duplicated by sender and id), 
 whenever the recipient is connected (again after each reconnect) under a delivery id derived from
 sender and id, and dropped when the recipient acknowledges that id. The server stamps the sender's
 key, as authenticated by the handshake, on what it delivers.
+
+Any client with any Noise key may write to any mailbox, so a mailbox is shared out (each limit in
+:mod:`wacrypto.limits`); a message over a limit is not acknowledged, so its sender keeps it (a
+:class:`~wacrypto.chat.messenger.Messenger` keeps it in its outbox and sends it again later), and
+nothing that was acknowledged is ever pushed out by a newer message:
+
+* one sender may have at most ``mailbox_sender_limit`` messages waiting in one mailbox;
+* senders the recipient has never written to (through this server) -- *strangers* -- share at
+  most ``mailbox_stranger_limit`` of a mailbox; the rest of the ``mailbox_limit`` is kept for its
+  *correspondents*, so a flood from strangers with many keys cannot keep them out;
+* a message waits at most ``mailbox_ttl`` seconds for the recipient's acknowledgement, then it is
+  dropped (what the recipient neither reads nor acknowledges does not hold its room for ever).
+
+The recipient's side of this is the Messenger's: it acknowledges (drops for good) what can never be
+read, garbage included, so a flood of garbage is cleared as soon as the recipient connects.
+
+With ``relay=False`` (the default of the class; ``wacrypto chatd run`` relays unless given
+``--no-relay``) the server records and acknowledges raw messages for tests, but leaves envelopes
+unacknowledged: it cannot deliver them, and a sender that is told they were taken would drop them.
 """
 
 from __future__ import annotations
@@ -35,7 +54,14 @@ from typing import Final, final
 import trio
 
 from wacrypto.errors import InvalidArgumentError, PeerError, TransportError
-from wacrypto.limits import DEFAULT_SEND_QUEUE
+from wacrypto.limits import (
+    DEFAULT_MAILBOX_SENDER_LIMIT,
+    DEFAULT_MAILBOX_STRANGER_LIMIT,
+    DEFAULT_MAILBOX_TTL,
+    DEFAULT_SEND_QUEUE,
+    MAILBOX_LIMIT,
+    MAX_CORRESPONDENTS,
+)
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey, Rng, system_rng
 from wacrypto.transport.certs import CertChain
 from wacrypto.chat.envelope import Envelope
@@ -52,10 +78,10 @@ from wacrypto.transport.connection import (
 from wacrypto.transport.messages import Ack, ClientPayload, Message, StreamErrorCode
 from wacrypto.chat.driver import ConnectionDriver, Outgoing
 
-__all__ = ["ChatdServer", "ServerKeys", "Session"]
+__all__ = ["MAILBOX_LIMIT", "ChatdServer", "Mailbox", "ServerKeys", "Session"]
 
 _DAY: Final = 86400
-MAILBOX_LIMIT: Final = 100_000  # messages waiting per recipient (relay mode); beyond it senders retry
+_SWEEP_INTERVAL: Final = 60.0  # seconds between sweeps of every mailbox for expired messages
 ROOT_KEY_FILE: Final = "root.key"
 ROOT_PUB_FILE: Final = "root.pub"  # what clients trust: hex of the 32-byte root public key
 SERVER_KEY_FILE: Final = "server.key"
@@ -119,7 +145,7 @@ class ServerKeys:
             static = KeyPair(PrivateKey(read_bytes_exact(directory / SERVER_KEY_FILE, 32)))
             chain = CertChain.from_bytes((directory / CHAIN_FILE).read_bytes())
             root_public = load_trust_file(directory / ROOT_PUB_FILE)
-        except TransportError as exc:
+        except (TransportError, PeerError) as exc:  # a chain that does not parse
             raise InvalidArgumentError(f"bad key material in {directory}: {exc}") from exc
         # refuse to serve a chain that would not verify for our own key right now
         chain.verify(root_public, static.public, time.time())
@@ -136,17 +162,31 @@ def read_bytes_exact(path: Path, n: int) -> bytes:
     return data
 
 
+_TRUST_FILE_MAX: Final = 1024  # a trust file is 64 hex digits and a newline; refuse to read more
+
+
 def load_trust_file(path: Path) -> PublicKey:
-    """A trust file holds the root public key as 64 hex digits (``chatd init`` writes ``root.pub``)."""
-    text = path.read_text().strip()
+    """A trust file holds the root public key as 64 hex digits (``chatd init`` writes ``root.pub``).
+
+    Raises :class:`~wacrypto.errors.InvalidArgumentError` naming the file and what it should hold
+    when it holds something else (a private key file, say), and ``OSError`` if it cannot be read."""
+    expected = "the server's root public key as 64 hex digits (root.pub, written by `wacrypto chatd init`)"
+    with path.open("rb") as f:
+        data = f.read(_TRUST_FILE_MAX + 1)
+    if len(data) > _TRUST_FILE_MAX:
+        raise InvalidArgumentError(f"{path}: expected {expected}; this file is far too long for that")
     try:
-        raw = bytes.fromhex(text)
+        raw = bytes.fromhex(data.decode("ascii").strip())
+    except UnicodeDecodeError:
+        raise InvalidArgumentError(
+            f"{path}: expected {expected}; this file holds binary data (a private key file such as root.key?)"
+        ) from None
     except ValueError:
-        raise InvalidArgumentError(f"{path} does not hold a hex key") from None
+        raise InvalidArgumentError(f"{path}: expected {expected}; this file does not hold a hex key") from None
     if len(raw) == 33 and raw[0] == 5:
         raw = raw[1:]
     if len(raw) != 32:
-        raise InvalidArgumentError(f"{path} must hold a 32-byte root public key in hex")
+        raise InvalidArgumentError(f"{path}: expected {expected}; it holds {len(raw)} bytes of hex, not 32")
     return PublicKey(raw)
 
 
@@ -183,7 +223,83 @@ class Session:
 
 
 @final
+@dataclass(slots=True)
+class _Waiting:
+    message: Message
+    sender: bytes
+    stranger: bool  # counted in the strangers' share
+    expires: float  # trio.current_time() after which it is dropped
+
+
+@final
+class Mailbox:
+    """One recipient's messages waiting for its acknowledgement, in arrival order, with the counts
+    the relay's limits are checked against."""
+
+    __slots__ = ("_entries", "_per_sender", "from_strangers")
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Waiting] = {}  # delivery id -> message, oldest first
+        self._per_sender: dict[bytes, int] = {}
+        self.from_strangers = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, delivery_id: object) -> bool:
+        return delivery_id in self._entries
+
+    def ids(self) -> set[str]:
+        return set(self._entries)
+
+    def messages(self) -> list[tuple[str, Message]]:
+        """(delivery id, message) of everything waiting, oldest first."""
+        return [(did, w.message) for did, w in self._entries.items()]
+
+    def count_from(self, sender: bytes) -> int:
+        return self._per_sender.get(sender, 0)
+
+    def add(self, delivery_id: str, message: Message, sender: bytes, *, stranger: bool, expires: float) -> None:
+        self._entries[delivery_id] = _Waiting(message, sender, stranger, expires)
+        self._per_sender[sender] = self._per_sender.get(sender, 0) + 1
+        self.from_strangers += stranger
+
+    def remove(self, delivery_id: str) -> bool:
+        w = self._entries.pop(delivery_id, None)
+        if w is None:
+            return False
+        n = self._per_sender[w.sender] - 1
+        if n:
+            self._per_sender[w.sender] = n
+        else:
+            del self._per_sender[w.sender]
+        self.from_strangers -= w.stranger
+        return True
+
+    def expire(self, now: float) -> int:
+        """Drop the messages whose time is up (one TTL for all: they are the oldest); how many."""
+        gone = 0
+        while self._entries:
+            did, w = next(iter(self._entries.items()))
+            if w.expires > now:
+                break
+            self.remove(did)
+            gone += 1
+        return gone
+
+    def __repr__(self) -> str:
+        return f"Mailbox(waiting={len(self._entries)}, senders={len(self._per_sender)}, from_strangers={self.from_strangers})"
+
+
+@final
 class ChatdServer:
+    """The reference chat server; see the module docstring for the relay and its mailbox limits.
+
+    ``mailbox_limit``, ``mailbox_sender_limit``, ``mailbox_stranger_limit`` and ``mailbox_ttl``
+    (seconds on ``clock``, by default trio's) bound each relay mailbox; the defaults are in
+    :mod:`wacrypto.limits`.
+    """
+
     def __init__(
         self,
         keys: ServerKeys,
@@ -195,12 +311,32 @@ class ChatdServer:
         jitter_rng: Callable[[], float] = random.random,
         on_event: Callable[[Session, ChatEvent], Awaitable[None]] | None = None,
         relay: bool = False,
+        mailbox_limit: int = MAILBOX_LIMIT,
+        mailbox_sender_limit: int = DEFAULT_MAILBOX_SENDER_LIMIT,
+        mailbox_stranger_limit: int = DEFAULT_MAILBOX_STRANGER_LIMIT,
+        mailbox_ttl: float = DEFAULT_MAILBOX_TTL,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
+        if not (mailbox_limit >= 1 and mailbox_sender_limit >= 1 and mailbox_stranger_limit >= 1):
+            raise InvalidArgumentError("mailbox limits must be at least 1")
+        if not mailbox_ttl > 0:
+            raise InvalidArgumentError("mailbox_ttl must be > 0 seconds")
         self.keys = keys
         self.relay = relay
-        # recipient chat key u -> message id -> the message as delivered (in arrival order)
-        self.mailboxes: dict[bytes, dict[str, Message]] = {}
+        self.mailbox_limit = mailbox_limit
+        self.mailbox_sender_limit = mailbox_sender_limit
+        self.mailbox_stranger_limit = mailbox_stranger_limit
+        self.mailbox_ttl = mailbox_ttl
+        self._clock = clock  # what mailbox expiry is measured on
+        # recipient chat key u -> its waiting messages, as delivered (in arrival order)
+        self.mailboxes: dict[bytes, Mailbox] = {}
+        # client chat key u -> the recipients it has written to, least recent first (bounded)
+        self._wrote_to: dict[bytes, dict[bytes, None]] = {}
+        self._next_sweep = 0.0
         self.relay_rejected = 0  # relay payloads that were not envelopes for a known-size key
+        self.relay_refused = 0  # envelopes left unacknowledged because a mailbox limit was reached
+        self.relay_expired = 0  # messages dropped from mailboxes unacknowledged after mailbox_ttl
+        self.undeliverable = 0  # envelopes a non-relay server left unacknowledged
         self._mail: dict[bytes, trio.Event] = {}  # recipient u -> set when its mailbox gains a message
         self._settings = ServerSettings(keys.static, keys.chain)
         self._keepalive = keepalive or KeepaliveSettings(interval=30.0, jitter=5.0, deadline=20.0, dead_socket=30.0)
@@ -342,9 +478,15 @@ class ChatdServer:
 
     async def _handle_event(self, session: Session, ev: ChatEvent) -> None:
         if isinstance(ev, MessageReceived):
-            if not self.relay:
+            if self.relay:
+                take = self._relay(session, ev)
+            elif self._is_envelope(ev.payload):
+                take = False  # nobody to deliver it to: unacknowledged, its sender keeps it
+                self.undeliverable += 1
+            else:
+                take = True
                 session.received.append(ev)
-            if not self.relay or self._relay(session, ev):
+            if take:
                 # the reference server "persists" by keeping it in memory; the ack is never dropped
                 # (waiting for room applies backpressure to this client's reads)
                 try:
@@ -353,9 +495,10 @@ class ChatdServer:
                     pass
         elif isinstance(ev, AckReceived):
             if self.relay and session.client_key is not None:
-                box = self.mailboxes.get(session.client_key.u)
-                if box is not None:
-                    box.pop(ev.id, None)
+                key = session.client_key.u
+                box = self.mailboxes.get(key)
+                if box is not None and box.remove(ev.id) and not box:
+                    del self.mailboxes[key]
             else:
                 session.acks.append(ev.id)
         if self._on_event is not None:
@@ -368,9 +511,18 @@ class ChatdServer:
         two senders' ids never collide and a resend keeps its id."""
         return hashlib.sha256(bytes(sender) + b"\x00" + message_id.encode()).hexdigest()[:40]
 
+    @staticmethod
+    def _is_envelope(payload: bytes) -> bool:
+        try:
+            Envelope.from_bytes(payload)
+        except PeerError:
+            return False
+        return True
+
     def _relay(self, session: Session, ev: MessageReceived) -> bool:
-        """Keep ``ev`` for its recipient; False (no ack: the sender keeps it and retries) if the
-        recipient's mailbox is full. Payloads that are not envelopes are acknowledged and dropped."""
+        """Keep ``ev`` for its recipient; False (no ack: the sender keeps it and retries) if a limit
+        of the recipient's mailbox is reached. Payloads that are not envelopes are acknowledged and
+        dropped."""
         assert session.client_key is not None
         try:
             env = Envelope.from_bytes(ev.payload)
@@ -378,15 +530,51 @@ class ChatdServer:
             self.relay_rejected += 1
             return True
         sender = session.client_key.u
+        now = self._clock()
+        self._sweep(now)
+        self._note_correspondent(sender, env.recipient)
         did = self.delivery_id(sender, ev.id)
-        box = self.mailboxes.setdefault(env.recipient, {})
+        box = self.mailboxes.get(env.recipient)
+        if box is None:
+            box = self.mailboxes[env.recipient] = Mailbox()
+        else:
+            self.relay_expired += box.expire(now)
         if did in box:
             return True  # a resend of a message still waiting: keep the first
-        if len(box) >= MAILBOX_LIMIT:
+        stranger = sender not in self._wrote_to.get(env.recipient, {})
+        if (
+            len(box) >= self.mailbox_limit
+            or box.count_from(sender) >= self.mailbox_sender_limit
+            or (stranger and box.from_strangers >= self.mailbox_stranger_limit)
+        ):
+            self.relay_refused += 1
             return False
-        box[did] = Message(did, env.stamped(sender).to_bytes())
+        box.add(did, Message(did, env.stamped(sender).to_bytes()), sender, stranger=stranger,
+                expires=now + self.mailbox_ttl)
         self._mail_event(env.recipient).set()
         return True
+
+    def _note_correspondent(self, sender: bytes, recipient: bytes) -> None:
+        """``sender`` wrote to ``recipient``: from now on ``recipient`` is no stranger in ``sender``'s
+        mailbox. The most recent MAX_CORRESPONDENTS recipients per client are remembered."""
+        seen = self._wrote_to.get(sender)
+        if seen is None:
+            seen = self._wrote_to[sender] = {}
+        seen.pop(recipient, None)
+        seen[recipient] = None
+        if len(seen) > MAX_CORRESPONDENTS:
+            del seen[next(iter(seen))]
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired messages from every mailbox, at most once per _SWEEP_INTERVAL (mailboxes
+        that nobody writes to or reads from would otherwise keep them)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + min(_SWEEP_INTERVAL, self.mailbox_ttl)
+        for key, box in list(self.mailboxes.items()):
+            self.relay_expired += box.expire(now)
+            if not box:
+                del self.mailboxes[key]
 
     def _mail_event(self, recipient: bytes) -> trio.Event:
         ev = self._mail.get(recipient)
@@ -402,21 +590,31 @@ class ChatdServer:
         pushed: set[str] = set()
         while True:
             changed = self._mail_event(key)
-            box = self.mailboxes.get(key, {})
-            pushed &= box.keys()
-            for did, msg in list(box.items()):
-                if did not in pushed and did in box:
-                    pushed.add(did)
-                    try:
-                        await session.out_send.send(msg)
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        return
-            if not any(did not in pushed for did in self.mailboxes.get(key, {})):
+            box = self.mailboxes.get(key)
+            if box is not None:
+                self.relay_expired += box.expire(self._clock())
+                pushed &= box.ids()
+                for did, msg in box.messages():
+                    if did not in pushed and did in box:
+                        pushed.add(did)
+                        try:
+                            await session.out_send.send(msg)
+                        except (trio.ClosedResourceError, trio.BrokenResourceError):
+                            return
+            box = self.mailboxes.get(key)
+            if box is None or not (box.ids() - pushed):
                 await changed.wait()
 
     def pending(self, client_key: PublicKey) -> int:
-        """Messages waiting in ``client_key``'s mailbox (relay mode)."""
-        return len(self.mailboxes.get(client_key.u, {}))
+        """Messages waiting in ``client_key``'s mailbox (relay mode), expired ones not counted."""
+        box = self.mailboxes.get(client_key.u)
+        if box is None:
+            return 0
+        try:
+            self.relay_expired += box.expire(self._clock())
+        except RuntimeError:  # trio's clock, called outside trio: expiry waits for the next call inside
+            pass
+        return len(box)
 
     def deliver(self, client_key: PublicKey, msg_id: str, payload: bytes) -> bool:
         """Push an application message to a connected client; False if it is not connected."""
