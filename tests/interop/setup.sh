@@ -5,6 +5,8 @@
 #     requirements-axolotl.txt; protobuf runs pure Python there), with yowsup 3.3.0 beside it for its
 #     SQLite key store (requirements-yowsup.txt, --no-deps)
 #   * @signalapp/libsignal-client 0.23.1 in tests/interop/node (pins in package-lock.json)
+#   * the binary-node codec (lib/WABinary) of npm baileys 6.17.16, sha512-pinned, in
+#     tests/interop/baileys/vendor (baileys/fetch.sh)
 # Optional, for benchmarks only: `setup.sh --axolotl-cpp` also builds <repo>/.venv-axolotl-cpp,
 # the same pins on CPython 3.10, where protobuf 3.20.3's C++ runtime exists (axolotl's fastest
 # configuration, about 2-3x faster than pure Python).
@@ -26,7 +28,7 @@ WITH_CPP=0
 for arg in "$@"; do
     case "$arg" in
         --axolotl-cpp) WITH_CPP=1 ;;
-        -h|--help) sed -n '2,14p' "$0" >&2; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" >&2; exit 0 ;;
         *) die "unknown argument $arg" ;;
     esac
 done
@@ -109,3 +111,6 @@ else
     echo "$want_js" > "$stamp_js"
     log "libsignal-client: installed"
 fi
+
+# ---------------------------------------------------------------- Baileys' binary-node codec (node)
+bash "$HERE/baileys/fetch.sh"
