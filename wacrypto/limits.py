@@ -87,6 +87,12 @@ MAX_USER_AGENT_LEN: Final = 256  # client payload user agent
 MAX_ERROR_TEXT_LEN: Final = 1024  # stream error text shown to operators
 MAX_PROXY_RESPONSE: Final = 8192  # bytes of HTTP CONNECT response headers accepted
 
+# --------------------------------------------------------------------------- binary stanzas (WABinary)
+DEFAULT_MAX_STANZA_LEN: Final = 4 * 1024 * 1024  # decoded (inflated) stanza bytes; a frame's default bound
+MAX_STANZA_DEPTH: Final = 32  # nesting of child lists; real stanzas nest fewer than 8 deep
+MAX_PACKED_LEN: Final = 127  # characters in one nibble/hex packed string (7-bit length)
+MAX_STANZA_LIST_LEN: Final = 0xFFFF  # items in one list (LIST_16)
+
 # --------------------------------------------------------------------------- chatd relay mailboxes
 MAILBOX_LIMIT: Final = 100_000  # messages waiting per recipient; beyond it senders keep theirs and retry
 DEFAULT_MAILBOX_SENDER_LIMIT: Final = 1_000  # per (recipient, sender): one client cannot fill a mailbox
