@@ -3,7 +3,8 @@
 ``expanded = HKDF-SHA256(ikm=media_key, salt=none, info=MediaType.info, L=112)`` is split into
 ``iv = expanded[0:16]``, ``cipher_key = expanded[16:48]``, ``mac_key = expanded[48:80]`` and
 ``ref_key = expanded[80:112]`` (``docs/protocol-notes.md`` section 3). HKDF is
-:func:`wacrypto.primitives.kdf.hkdf_sha256`, the one implementation the Signal layers use too.
+:func:`wacrypto.primitives.kdf.hkdf_sha256_blocks`, the one implementation the Signal layers use too
+(with the expand inputs of each ``info`` string computed once).
 
 Pure: no I/O; randomness is a parameter.
 """
@@ -18,7 +19,7 @@ from typing import Final, final
 
 from wacrypto.errors import InvalidArgumentError
 from wacrypto.limits import MEDIA_KEY_LEN
-from wacrypto.primitives.kdf import hkdf_sha256
+from wacrypto.primitives.kdf import hkdf_info, hkdf_sha256_blocks
 
 __all__ = [
     "MediaType",
@@ -89,6 +90,7 @@ _INFO: Final[dict[MediaType, bytes]] = {
     MediaType.LINK_THUMBNAIL: b"WhatsApp Link Thumbnail Keys",
 }
 _SIDECAR_TYPES: Final = frozenset({MediaType.VIDEO, MediaType.GIF, MediaType.PTV, MediaType.AUDIO, MediaType.VOICE})
+_EXPAND: Final = {m: hkdf_info(m.info, _EXPANDED_LEN) for m in MediaType}  # HKDF expand inputs per class
 
 
 @final
@@ -131,5 +133,5 @@ def derive_media_keys(media_key: bytes, media_type: MediaType) -> MediaKeys:
     """Expand ``media_key`` (32 bytes) with HKDF-SHA256 and ``media_type.info`` into :class:`MediaKeys`."""
     key = check_media_key(media_key)
     mtype = check_media_type(media_type)
-    expanded = hkdf_sha256(key, None, mtype.info, _EXPANDED_LEN)
+    expanded = b"".join(hkdf_sha256_blocks(key, None, _EXPAND[mtype]))[:_EXPANDED_LEN]
     return MediaKeys(iv=expanded[0:16], cipher_key=expanded[16:48], mac_key=expanded[48:80], ref_key=expanded[80:112])
