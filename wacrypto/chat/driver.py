@@ -124,7 +124,7 @@ class ConnectionDriver:
                 raise
             raise err from None
         if not result:  # pragma: no cover - the nursery only ends by the reader or an exception
-            raise TransportError("connection ended without a reason")
+            raise ConnectionClosedError("connection ended without a reason")
         return result[0]
 
     async def _run(

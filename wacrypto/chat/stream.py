@@ -99,12 +99,8 @@ class NoiseStream(trio.abc.Stream):
                         conn.receive_data(await self.transport_stream.receive_some(RECEIVE_CHUNK))
                     else:  # pragma: no cover - no other event can come before the handshake ends
                         raise trio.BrokenResourceError("unexpected event during the handshake")
-            except TransportError as exc:
+            except BaseException as exc:  # a failed or interrupted handshake breaks the stream
                 self._break(exc)
-                raise
-            except BaseException as exc:
-                if self._handshake is None:
-                    self._break(exc)
                 raise
 
     # ------------------------------------------------------------------ Stream API
@@ -199,11 +195,7 @@ class NoiseStream(trio.abc.Stream):
                 if payloads:
                     plain += b"".join(payloads)
                     break
-                try:
-                    ev = conn.next_event()
-                except TransportError as exc:
-                    self._break(exc)
-                    raise
+                ev = conn.next_event()
                 if isinstance(ev, FrameReceived):
                     plain += ev.payload
                     # decrypt whatever else is already buffered, without more I/O
