@@ -75,9 +75,9 @@ async def test_x3dh_both_roles(with_prekey: bool) -> None:
 
 async def test_one_time_prekey_removed_only_after_successful_decrypt() -> None:
     alice, bob = await pair(True)
-    bundle = await bob.bundle()
-    assert bundle.prekey_id is not None
     m = await alice.cipher.encrypt(B, b"x")
+    prekey_id = PreKeySignalMessage.from_bytes(m.body).pre_key_id  # the one of the bundle Alice used
+    assert prekey_id is not None
     inner = PreKeySignalMessage.from_bytes(m.body).message.to_bytes()
     at = m.body.index(inner) + len(inner) - 1  # last MAC byte of the inner message
     tampered = bytearray(m.body)
@@ -87,10 +87,10 @@ async def test_one_time_prekey_removed_only_after_successful_decrypt() -> None:
         await bob.cipher.decrypt(A, m.type, bytes(tampered))
     assert bob.store.snapshot() == before
     async with bob.store.transaction() as tx:
-        assert await tx.load_prekey(bundle.prekey_id) is not None
+        assert await tx.load_prekey(prekey_id) is not None
     assert await bob.cipher.decrypt(A, m.type, m.body) == b"x"
     async with bob.store.transaction() as tx:
-        assert await tx.load_prekey(bundle.prekey_id) is None
+        assert await tx.load_prekey(prekey_id) is None
 
 
 async def test_late_prekey_message_uses_existing_session_by_base_key() -> None:
@@ -107,10 +107,10 @@ async def test_late_prekey_message_uses_existing_session_by_base_key() -> None:
 async def test_missing_one_time_prekey_is_missing_state() -> None:
     alice, bob = await pair(True)
     m = await alice.cipher.encrypt(B, b"1")
-    bundle = await bob.bundle()
+    prekey_id = PreKeySignalMessage.from_bytes(m.body).pre_key_id  # the one of the bundle Alice used
     async with bob.store.transaction() as tx:
-        assert bundle.prekey_id is not None
-        await tx.remove_prekey(bundle.prekey_id)
+        assert prekey_id is not None
+        await tx.remove_prekey(prekey_id)
     with pytest.raises(NoPreKeyError):
         await bob.cipher.decrypt(A, m.type, m.body)
 

@@ -4,6 +4,7 @@
     store_worker.py run    ALICE_URL BOB_URL LOGDIR MORE     (prints READY; killed at random moments)
     store_worker.py race   ALICE_URL BOB_URL PREFIX COUNT    (encrypt_durable COUNT messages alice -> bob)
     store_worker.py drain  ALICE_URL BOB_URL                 (bob decrypts alice's whole outbox; prints JSON)
+    store_worker.py bundles ALICE_URL - COUNT                (COUNT bundles of alice's; prints their prekey ids)
 
 ``run`` alternates: alice and bob each send one message (ratchet step + outbox row + send counter in
 one transaction), then each delivers its outbox to the other with ``decrypt_once``; the receiver logs
@@ -128,6 +129,13 @@ async def drain(au: str, bu: str) -> None:
     await b.aclose()
 
 
+async def bundles(au: str, count: int) -> None:
+    a = await open_store(au)
+    ids = [(await account.get_bundle(a)).prekey_id for _ in range(count)]
+    print(json.dumps(ids), flush=True)
+    await a.aclose()
+
+
 def main() -> None:
     mode, au, bu, *rest = sys.argv[1:]
     if mode == "setup":
@@ -138,6 +146,8 @@ def main() -> None:
         trio.run(race, au, bu, rest[0], int(rest[1]))
     elif mode == "drain":
         trio.run(drain, au, bu)
+    elif mode == "bundles":
+        trio.run(bundles, au, int(rest[0]))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

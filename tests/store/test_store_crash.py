@@ -103,3 +103,27 @@ def test_two_processes_race_on_one_account(backend: str, make_url: Callable[[str
     out = json.loads(_check(_worker("drain", au, bu)))
     assert out["errors"] == []
     assert sorted(out["plaintexts"]) == sorted(f"p{k}-{i}" for k in range(2) for i in range(n))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
+def test_two_processes_hand_out_each_prekey_once(backend: str, make_url: Callable[[str], str]) -> None:
+    """Two processes making bundles of one account at once never hand out one prekey twice, and hand
+    out every one before giving bundles without."""
+    import trio
+
+    from wacrypto.session import account
+    from wacrypto.store import open_store
+
+    url = make_url(backend)
+
+    async def setup() -> None:
+        s = await open_store(url)
+        await account.create_account(s, prekeys=40)
+        await s.aclose()
+
+    trio.run(setup)
+    procs = [_worker("bundles", url, "-", "25") for _ in range(2)]
+    ids = [i for p in procs for i in json.loads(_check(p))]
+    handed = [i for i in ids if i is not None]
+    assert len(handed) == len(set(handed)) == 40
+    assert ids.count(None) == 10

@@ -26,7 +26,7 @@ from wacrypto.errors import (
 from wacrypto.signal.records import identity_from_bytes
 from wacrypto.store import SqlKeyStore, open_store
 from wacrypto.store.sql.dialect import check_version, dialect_for, parse_mysql_version
-from wacrypto.store.sql.engine import _Rows
+from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import LATEST_VERSION, migrate
 from wacrypto.store.sql.url import parse_store_url
 
@@ -58,7 +58,8 @@ async def test_fresh_install_and_upgrade_from_version_1(sql_url: str) -> None:
             conn.execute("BEGIN")
         else:
             d.begin(conn)
-        _Rows(d, None).apply(conn, {("session", "bob.1"): b"old-record", ("meta", "k"): b"v"}, 1.0)
+        Rows(d, None).apply(conn, {("session", "bob.1"): b"old-record", ("meta", "k"): b"v"}, 1.0)
+        conn.execute("INSERT INTO wa_prekey (id, record, updated_at) VALUES (7, ?, 1.0)", [b"old-prekey"])
         d.commit(conn)
     finally:
         conn.close()
@@ -70,8 +71,36 @@ async def test_fresh_install_and_upgrade_from_version_1(sql_url: str) -> None:
     async with s.transaction(BOB) as tx:
         assert await tx.load_session(BOB) == b"old-record"
         assert await tx.get_meta("k") == b"v"
+        assert await tx.count_available_prekeys() == 1  # a prekey of the old schema counts as not handed out
+        assert await tx.hand_out_prekey() == (7, b"old-prekey")
     await s.acquire_lease("after-upgrade")  # the table migration 2 added works
     await s.aclose()
+
+
+async def test_prekey_hand_out_survives_reopen(sql_url: str) -> None:
+    """Issue 14: after the newest one-time prekey was used, bundles still carry the unused ones, and a
+    prekey handed out before a restart is not handed out again after it."""
+    s = await open_store(sql_url)
+    await account.create_account(s, prekeys=3)
+    b1 = await account.get_bundle(s)
+    peer = await open_store("memory:")
+    await account.create_account(peer, prekeys=1)
+    c = SessionCipher(peer)
+    await c.process_bundle(BOB, b1)
+    m = await c.encrypt(BOB, b"hi")
+    assert await SessionCipher(s).decrypt(Address("alice", 1), m.type, m.body) == b"hi"
+    b2 = await account.get_bundle(s)
+    await s.aclose()
+    s = await open_store(sql_url)
+    try:
+        b3 = await account.get_bundle(s)
+        assert None not in (b1.prekey_id, b2.prekey_id, b3.prekey_id)
+        assert len({b1.prekey_id, b2.prekey_id, b3.prekey_id}) == 3
+        assert (await account.get_bundle(s)).prekey_id is None  # all three handed out
+        async with s.transaction() as tx:
+            assert await tx.count_prekeys() == 2 and await tx.count_available_prekeys() == 0
+    finally:
+        await s.aclose()
 
 
 async def test_newer_schema_is_refused(sql_url: str) -> None:
@@ -138,8 +167,8 @@ async def test_any_password_works_with_real_users(server: str, make_url: Callabl
             # the local server trusts loopback, so it would accept any password: prove instead that
             # libpq received exactly the decoded password, and that it is the one the server stores
             # for the role (its SCRAM-SHA-256 verifier matches), so a server that checks would accept it
-            assert isinstance(s, SqlKeyStore) and s._admin is not None
-            sent = s._admin.raw.info.password
+            assert isinstance(s, SqlKeyStore) and s._admin.conn is not None
+            sent = s._admin.conn.raw.info.password
             assert sent == NASTY
             with pg_admin() as c:
                 stored = c.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [user]).fetchone()[0]

@@ -129,7 +129,13 @@ async def rotate_signed_prekey(
 
 
 async def get_bundle(store: KeyStore, device_id: int = 1, *, with_prekey: bool = True, prekey_id: int | None = None) -> PreKeyBundle:
-    """The bundle to publish: current signed prekey and (optionally) one one-time prekey."""
+    """The bundle to publish: the current signed prekey and (optionally) one one-time prekey.
+
+    Each call hands out a different one-time prekey, one that was never handed out nor used, while any
+    is left (the hand-out is recorded in the store, so it survives restarts); when none is left the
+    bundle has none (``prekey_id=None``): :func:`generate_prekeys` makes more. ``prekey_id`` names the
+    one-time prekey to publish instead (``None`` in the bundle if it is not stored).
+    """
     async with store.transaction() as tx:
         pair, reg = await local_identity(tx)
         cur_raw = await tx.get_meta(_META_SIGNED_CURRENT)
@@ -141,16 +147,8 @@ async def get_bundle(store: KeyStore, device_id: int = 1, *, with_prekey: bool =
         spk = SignedPreKeyRecord.from_bytes(spk_raw)
         opk: PreKeyRecord | None = None
         if with_prekey:
-            if prekey_id is not None:
-                raw = await tx.load_prekey(prekey_id)
-                opk = PreKeyRecord.from_bytes(raw) if raw else None
-            else:
-                nraw = await tx.get_meta(_META_NEXT_PREKEY)
-                if nraw:
-                    # the newest prekey we generated is most likely unused
-                    last = int.from_bytes(nraw, "big") - 1 or MAX_PREKEY_ID
-                    raw = await tx.load_prekey(last)
-                    opk = PreKeyRecord.from_bytes(raw) if raw else None
+            got = await tx.hand_out_prekey(prekey_id)
+            opk = PreKeyRecord.from_bytes(got[1]) if got is not None else None
     return PreKeyBundle(
         registration_id=reg,
         device_id=device_id,

@@ -33,6 +33,7 @@ class StoreDump:
     local: LocalIdentity | None = None
     identities: dict[str, bytes] = field(default_factory=dict)  # "name.device" -> public key
     prekeys: dict[int, bytes] = field(default_factory=dict)
+    handed_out_prekeys: set[int] = field(default_factory=set)  # ids of stored prekeys given out in a bundle
     signed_prekeys: dict[int, bytes] = field(default_factory=dict)
     sessions: dict[str, bytes] = field(default_factory=dict)
     sender_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class StoreDump:
             else {"identity_pair": _b(self.local.identity_pair), "registration_id": self.local.registration_id},
             "identities": [[a, _b(v)] for a, v in sorted(self.identities.items())],
             "prekeys": [[i, _b(v)] for i, v in sorted(self.prekeys.items())],
+            "handed_out_prekeys": sorted(i for i in self.handed_out_prekeys if i in self.prekeys),
             "signed_prekeys": [[i, _b(v)] for i, v in sorted(self.signed_prekeys.items())],
             "sessions": [[a, _b(v)] for a, v in sorted(self.sessions.items())],
             "sender_keys": [[g, s, _b(v)] for (g, s), v in sorted(self.sender_keys.items())],
@@ -95,6 +97,8 @@ class StoreDump:
                 d.local = LocalIdentity(_u(loc["identity_pair"]), int(loc["registration_id"]))
             d.identities = {str(a): _u(v) for a, v in doc["identities"]}
             d.prekeys = {int(i): _u(v) for i, v in doc["prekeys"]}
+            # absent from dumps written before prekeys were marked when handed out
+            d.handed_out_prekeys = {int(i) for i in doc.get("handed_out_prekeys", [])} & set(d.prekeys)
             d.signed_prekeys = {int(i): _u(v) for i, v in doc["signed_prekeys"]}
             d.sessions = {str(a): _u(v) for a, v in doc["sessions"]}
             d.sender_keys = {(str(g), str(s)): _u(v) for g, s, v in doc["sender_keys"]}

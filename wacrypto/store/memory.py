@@ -10,7 +10,7 @@ import trio
 
 from wacrypto.address import Address
 from wacrypto.store.dump import StoreDump
-from wacrypto.store.protocols import LocalIdentity, OutboxEntry, Transaction
+from wacrypto.store.protocols import LocalIdentity, OutboxEntry, StoreInfo
 
 _DELETED: Final = object()
 
@@ -75,12 +75,29 @@ class MemoryTransaction:
 
     async def store_prekey(self, prekey_id: int, record: bytes) -> None:
         self._put("prekey", prekey_id, bytes(record))
+        self._put("handed", prekey_id, _DELETED)
 
     async def remove_prekey(self, prekey_id: int) -> None:
         self._put("prekey", prekey_id, _DELETED)
+        self._put("handed", prekey_id, _DELETED)
+
+    async def hand_out_prekey(self, prekey_id: int | None = None) -> tuple[int, bytes] | None:
+        if prekey_id is not None:
+            ids = [int(prekey_id)]
+        else:
+            ids = [k for k in self._keys("prekey") if self._get("handed", k) is None]
+        for k in ids:
+            v = self._get("prekey", k)
+            if isinstance(v, bytes):
+                self._put("handed", k, True)
+                return k, v
+        return None
 
     async def count_prekeys(self) -> int:
         return len(self._keys("prekey"))
+
+    async def count_available_prekeys(self) -> int:
+        return sum(1 for k in self._keys("prekey") if self._get("handed", k) is None)
 
     async def load_signed_prekey(self, signed_prekey_id: int) -> bytes | None:
         v = self._get("signed", signed_prekey_id)
@@ -120,6 +137,9 @@ class MemoryTransaction:
 
     async def list_sessions(self) -> list[Address]:
         return list(self._keys("session"))
+
+    async def count_sessions(self) -> int:
+        return len(self._keys("session"))
 
     # sender keys
     async def load_sender_key(self, group_id: str, sender: Address) -> bytes | None:
@@ -178,6 +198,9 @@ class MemoryTransaction:
         entries = [self._get("outbox", k) for k in self._keys("outbox")]
         entries.sort(key=lambda e: (e.created_at, e.message_id))
         return entries[:limit]
+
+    async def count_outbox(self) -> int:
+        return len(self._keys("outbox"))
 
 
 @final
@@ -247,6 +270,8 @@ class MemoryKeyStore:
                     d.identities[str(key)] = v
                 elif table == "prekey":
                     d.prekeys[int(key)] = v
+                elif table == "handed":
+                    d.handed_out_prekeys.add(int(key))
                 elif table == "signed":
                     d.signed_prekeys[int(key)] = v
                 elif table == "session":
@@ -268,6 +293,7 @@ class MemoryKeyStore:
             data[("local", "identity")] = dump.local
         data.update({("identity", Address.parse(a)): v for a, v in dump.identities.items()})
         data.update({("prekey", i): v for i, v in dump.prekeys.items()})
+        data.update({("handed", i): True for i in dump.handed_out_prekeys if i in dump.prekeys})
         data.update({("signed", i): v for i, v in dump.signed_prekeys.items()})
         data.update({("session", Address.parse(a)): v for a, v in dump.sessions.items()})
         data.update({("senderkey", (g, Address.parse(s))): v for (g, s), v in dump.sender_keys.items()})
@@ -277,6 +303,10 @@ class MemoryKeyStore:
         async with _MemoryTransactionCM(self):  # exclusive with transactions
             self._data.clear()
             self._data.update(data)
+
+    async def info(self) -> StoreInfo:
+        """Row counts of the committed data (nothing here survives the process)."""
+        return StoreInfo(backend="memory", rows=(await self.dump()).counts())
 
     async def aclose(self) -> None:
         return None

@@ -1,20 +1,30 @@
-"""The key store interface: small async Protocols, one per kind of state, combined in a transaction.
+"""The key store interface: a :class:`KeyStore` hands out :class:`Transaction` objects.
 
 Every value is an opaque, versioned blob (libsignal storage protobuf layout for Signal records).
-A :class:`KeyStore` hands out :class:`Transaction` objects through ``transaction()``; writes become
-visible to others only when the ``async with`` block exits without an exception, and vanish if it
-raises. Transactions naming the same address are serialized (in-process and across processes for
-SQL backends).
+``transaction()`` gives a :class:`Transaction`; writes become visible to others only when the
+``async with`` block exits without an exception, and vanish if it raises. Transactions naming the same
+address are serialized (in-process and across processes for SQL backends).
+
+One Protocol per kind of state was tried and dropped: every operation of wacrypto reads and writes
+several kinds in one transaction (a decrypt touches the session, the identity, a prekey and the
+caller's rows), so no caller ever took one kind alone, and a store has to implement them all anyway.
+:class:`Transaction` lists the kinds in sections instead; :func:`wacrypto.testing.check_key_store`
+checks an implementation kind by kind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wacrypto.address import Address
+
+if TYPE_CHECKING:
+    from wacrypto.store.dump import StoreDump
+
+__all__ = ["KeyStore", "Transaction", "LocalIdentity", "OutboxEntry", "StoreInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,52 +49,97 @@ class OutboxEntry:
     created_at: float
 
 
-class IdentityStore(Protocol):
+@dataclass(frozen=True)
+class StoreInfo:
+    """What ``wacrypto store info`` shows: the backend, its schema, row counts and the instance lease.
+
+    ``rows`` counts every kind of state under the names of :meth:`StoreDump.counts
+    <wacrypto.store.dump.StoreDump.counts>`; ``schema_version`` is ``None`` for a store without a schema
+    (the memory store).
+    """
+
+    backend: str
+    rows: dict[str, int]
+    schema_version: int | None = None
+    latest_schema_version: int | None = None
+    url: str | None = None  # with the password removed
+    server: str | None = None
+    encrypted_at_rest: bool = False
+    lease: dict[str, Any] | None = field(default=None)  # holder, token, expires_in (an unexpired lease only)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "server": self.server,
+            "url": self.url,
+            "schema_version": self.schema_version,
+            "latest_schema_version": self.latest_schema_version,
+            "encrypted_at_rest": self.encrypted_at_rest,
+            "rows": dict(self.rows),
+            "lease": self.lease,
+        }
+
+
+class Transaction(Protocol):
+    """Everything a single atomic operation may read and write, by kind of state."""
+
+    # -- identity: our own key pair and the identity keys of remote addresses
     async def get_local_identity(self) -> LocalIdentity | None: ...
     async def set_local_identity(self, identity: LocalIdentity) -> None: ...
     async def get_remote_identity(self, address: Address) -> bytes | None: ...
     async def save_remote_identity(self, address: Address, identity_key: bytes) -> None: ...
 
-
-class PreKeyStore(Protocol):
+    # -- one-time prekeys
     async def load_prekey(self, prekey_id: int) -> bytes | None: ...
-    async def store_prekey(self, prekey_id: int, record: bytes) -> None: ...
+
+    async def store_prekey(self, prekey_id: int, record: bytes) -> None:
+        """Store (or replace) a one-time prekey; a replaced one counts as not handed out."""
+        ...
+
     async def remove_prekey(self, prekey_id: int) -> None: ...
-    async def count_prekeys(self) -> int: ...
 
+    async def hand_out_prekey(self, prekey_id: int | None = None) -> tuple[int, bytes] | None:
+        """A one-time prekey to publish in a bundle, marked handed out (durably, on commit).
 
-class SignedPreKeyStore(Protocol):
+        Without ``prekey_id``: a stored prekey that was never handed out (nor used), so each is handed
+        out at most once; ``None`` when none is left. With ``prekey_id``: that prekey if it is stored,
+        handed out before or not.
+        """
+        ...
+
+    async def count_prekeys(self) -> int:
+        """One-time prekeys stored (handed out or not)."""
+        ...
+
+    async def count_available_prekeys(self) -> int:
+        """One-time prekeys stored and not handed out yet: what bundles can still carry."""
+        ...
+
+    # -- signed prekeys
     async def load_signed_prekey(self, signed_prekey_id: int) -> bytes | None: ...
     async def store_signed_prekey(self, signed_prekey_id: int, record: bytes) -> None: ...
     async def remove_signed_prekey(self, signed_prekey_id: int) -> None: ...
     async def list_signed_prekeys(self) -> list[int]: ...
 
-
-class SessionStore(Protocol):
+    # -- sessions
     async def load_session(self, address: Address) -> bytes | None: ...
     async def load_sessions(self, addresses: Sequence[Address]) -> dict[Address, bytes]: ...
     async def store_session(self, address: Address, record: bytes) -> None: ...
     async def store_sessions(self, records: dict[Address, bytes]) -> None: ...
     async def delete_session(self, address: Address) -> None: ...
     async def list_sessions(self) -> list[Address]: ...
+    async def count_sessions(self) -> int: ...
 
-
-class SenderKeyStore(Protocol):
+    # -- sender keys (groups)
     async def load_sender_key(self, group_id: str, sender: Address) -> bytes | None: ...
     async def store_sender_key(self, group_id: str, sender: Address, record: bytes) -> None: ...
     async def delete_sender_key(self, group_id: str, sender: Address) -> None: ...
 
-
-class MetaStore(Protocol):
-    """Small account settings (next prekey id, current signed prekey id, ...)."""
-
+    # -- small account settings (next prekey id, current signed prekey id, ...)
     async def get_meta(self, key: str) -> bytes | None: ...
     async def set_meta(self, key: str, value: bytes) -> None: ...
 
-
-class MessageStore(Protocol):
-    """The caller's rows that must commit atomically with a ratchet step."""
-
+    # -- the caller's rows that must commit atomically with a ratchet step
     async def get_received(self, digest: bytes) -> tuple[bytes, bool] | None:
         """(plaintext, handled) for a message already decrypted, by digest of sender + ciphertext."""
         ...
@@ -95,15 +150,26 @@ class MessageStore(Protocol):
     async def outbox_put(self, entry: OutboxEntry) -> None: ...
     async def outbox_remove(self, message_id: str) -> bool: ...
     async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]: ...
-
-
-class Transaction(IdentityStore, PreKeyStore, SignedPreKeyStore, SessionStore, SenderKeyStore, MetaStore, MessageStore, Protocol):
-    """Everything a single atomic operation may read and write."""
+    async def count_outbox(self) -> int: ...
 
 
 class KeyStore(Protocol):
     """A key store. ``transaction(*addresses)`` serializes with other transactions on those addresses."""
 
     def transaction(self, *addresses: Address | str) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def wipe(self) -> None:
+        """Delete every row of the account (the account starts over); exclusive with transactions."""
+        ...
+
+    async def dump(self) -> StoreDump:
+        """A consistent snapshot of the whole account, decrypted (what backup and export move)."""
+        ...
+
+    async def load(self, dump: StoreDump) -> None:
+        """Replace the whole account with ``dump``, atomically (what restore and import do)."""
+        ...
+
+    async def info(self) -> StoreInfo: ...
 
     async def aclose(self) -> None: ...

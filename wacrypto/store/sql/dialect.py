@@ -1,6 +1,6 @@
 """What differs between SQLite, PostgreSQL and MySQL/MariaDB: connecting, types, locks, upserts.
 
-Everything here is synchronous and runs on a worker thread (see :mod:`wacrypto.store.sql.engine`).
+Everything here is synchronous and runs on a worker thread (see :mod:`wacrypto.store.sql.lane`).
 SQL is written with ``?`` placeholders and translated per driver.
 """
 
@@ -154,9 +154,6 @@ class Dialect:
         return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({ph}) ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {upd}"
 
     # locks: only called inside an open transaction
-    def try_lock(self, conn: Conn, keys: Sequence[str]) -> bool:
-        return True
-
     def wait_lock(self, conn: Conn, keys: Sequence[str]) -> None:
         return None
 
@@ -316,13 +313,6 @@ class PostgresDialect(Dialect):
         self.server_version = f"PostgreSQL {text}"
         return PgConn(raw, "%s")
 
-    def try_lock(self, conn: Conn, keys: Sequence[str]) -> bool:
-        rows = conn.query(
-            "SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(?::bigint[]) AS k",
-            [[_lock_id(k) for k in keys]],
-        )
-        return bool(rows[0][0])
-
     def wait_lock(self, conn: Conn, keys: Sequence[str]) -> None:
         for k in sorted(keys):
             conn.send("SELECT pg_advisory_xact_lock(?)", [_lock_id(k)])  # errors surface at the pipeline's end
@@ -396,18 +386,6 @@ class MySQLDialect(Dialect):
 
     def _names(self, keys: Sequence[str]) -> list[str]:
         return [_lock_name(self.url.database, k) for k in sorted(keys)]
-
-    def try_lock(self, conn: Conn, keys: Sequence[str]) -> bool:
-        names = self._names(keys)
-        got: list[str] = []
-        for n in names:
-            r = conn.query("SELECT GET_LOCK(?, 0)", [n])
-            if r[0][0] != 1:
-                for g in got:
-                    conn.query("SELECT RELEASE_LOCK(?)", [g])
-                return False
-            got.append(n)
-        return True
 
     def wait_lock(self, conn: Conn, keys: Sequence[str]) -> None:
         for n in self._names(keys):

@@ -42,6 +42,11 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         # garbage collection of handled dedup entries
         "CREATE INDEX wa_received_handled ON wa_received (handled, at)",
     ],
+    3: [
+        # a one-time prekey is handed out in at most one bundle (prekeys stored before are not marked)
+        "ALTER TABLE wa_prekey ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX wa_prekey_handed_out ON wa_prekey (handed_out, id)",
+    ],
 }
 LATEST_VERSION: Final = max(MIGRATIONS)
 
