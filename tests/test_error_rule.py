@@ -716,3 +716,21 @@ NON_PEER_RAISES: dict[str, set[str]] = {
     "wacrypto.media.decryptor": {"InvalidArgumentError", "UsageError"},
     "wacrypto.media.sidecar": {"InvalidArgumentError"},
 }
+
+
+def test_nothing_raises_an_error_outside_the_families() -> None:
+    """The layer class and the root are for ``except``: whatever is raised names its fault."""
+    from pathlib import Path
+
+    import wacrypto
+
+    families = (errors.UsageError, errors.PeerError, errors.MissingStateError, errors.StoreError, errors.NetworkError)
+    bad = []
+    for path in sorted(Path(wacrypto.__file__).parent.rglob("*.py")):
+        if "_proto" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            name = _made_error(node)
+            if name is not None and not issubclass(getattr(errors, name), families):
+                bad.append(f"{path.name}:{node.lineno} {name}")  # type: ignore[attr-defined]
+    assert not bad, bad
