@@ -11,5 +11,6 @@ Nothing here is needed in production; it is imported only by tests.
 from __future__ import annotations
 
 from wacrypto.testing.rng import SeededRng
+from wacrypto.testing.store_contract import STORE_CHECKS, StoreCheck, check_key_store
 
-__all__ = ["SeededRng"]  # the rest: import from wacrypto.testing.<module>
+__all__ = ["SeededRng", "check_key_store", "STORE_CHECKS", "StoreCheck"]  # the rest: import from wacrypto.testing.<module>
