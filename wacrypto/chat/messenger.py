@@ -187,7 +187,7 @@ class Messenger:
     async def pending(self) -> int:
         """Messages in the outbox (not yet acknowledged by the server)."""
         async with self.cipher.store.transaction() as tx:
-            return len(await tx.outbox_list(limit=1_000_000))
+            return await tx.count_outbox()
 
     async def _flusher(self) -> None:
         """Hand queued messages to the connection in order; after each (re)connection, the whole
