@@ -298,6 +298,22 @@ class ChatdServer:
     ``mailbox_limit``, ``mailbox_sender_limit``, ``mailbox_stranger_limit`` and ``mailbox_ttl``
     (seconds on ``clock``, by default trio's) bound each relay mailbox; the defaults are in
     :mod:`wacrypto.limits`.
+
+    The other parameters (docs/chat.md has a table of them all): ``keys``, the server's
+    :class:`ServerKeys` (static key, certificate chain, root public key); ``keepalive``, its own
+    pings to idle clients (default every 30 s +/- 5 s, pong deadline 20 s, dead socket 30 s);
+    ``min_client_version``, below which a client gets the "client outdated" stream error;
+    ``handshake_timeout``, seconds a connection may take to finish the handshake; ``rng`` and
+    ``jitter_rng``, the handshake's and the keepalive jitter's randomness; ``on_event``, an
+    ``async (session, event)`` observer of each ``Connected`` and each connection event;
+    ``relay``, plain mode (False, the default here) or relay mode (``wacrypto chatd run``'s default).
+
+    ``await nursery.start(server.serve, host, ports)`` listens (port 0: a free one) and reports the
+    bound ports; :meth:`handle_stream` serves one connection over any trio stream. Everything is
+    kept in memory, nothing on disk: :attr:`mailboxes` (recipient chat key -> :class:`Mailbox`),
+    :attr:`sessions` (the live connection per client key), :attr:`all_sessions`,
+    :attr:`handshakes`, :attr:`connection_errors` and the counters ``relay_rejected``,
+    ``relay_refused``, ``relay_expired`` and ``undeliverable``; a restart empties the mailboxes.
     """
 
     def __init__(
