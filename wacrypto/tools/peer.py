@@ -303,7 +303,7 @@ def _error_text(exc: BaseException) -> str:
 
 async def serve(peer: Peer, readline: Callable[[], bytes], write: Callable[[str], None]) -> None:
     while True:
-        line = await trio.to_thread.run_sync(readline)
+        line = await trio.to_thread.run_sync(readline, abandon_on_cancel=True)  # Ctrl-C is not held up
         if not line:
             return
         if not line.strip():

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from wacrypto.errors import InvalidArgumentError, TransportError, WacryptoError
+from wacrypto.tools.cli.common import CliFailure, CliUsageError, leaves
 from wacrypto.primitives.keys import KeyPair, PrivateKey
 from wacrypto.transport.connection import KeepaliveSettings, MessageReceived, AckReceived, PongReceived
 from wacrypto.chat.client import ChatClientConfig, open_chat_client
@@ -48,17 +49,11 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _error(msg: str) -> None:
-    sys.stderr.write(f"wacrypto: error: {msg}\n")
-    sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------- chatd init / run
 def _cmd_chatd_init(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if (directory / SERVER_KEY_FILE).exists() and not args.force:
-        _error(f"{directory} already holds server keys (use --force to replace them)")
-        return 2
+        raise CliUsageError(f"{directory} already holds server keys (use --force to replace them)")
     keys, root, inter = ServerKeys.generate(leaf_days=args.leaf_days)
     keys.save(directory, root, inter)
     _emit(
@@ -73,12 +68,22 @@ def _cmd_chatd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_chatd_run(args: argparse.Namespace) -> int:
+def _load_server_keys(directory: Path) -> ServerKeys:
+    hint = f"(run `wacrypto chatd init --dir {directory}` first)"
     try:
-        keys = ServerKeys.load(Path(args.dir))
-    except (OSError, WacryptoError) as exc:
-        _error(f"cannot load server keys from {args.dir}: {exc} (run `wacrypto chatd init --dir {args.dir}`)")
-        return 2
+        return ServerKeys.load(directory)
+    except FileNotFoundError as exc:
+        raise CliFailure(f"no server keys in {directory}: {exc.filename} is missing {hint}") from None
+    except OSError as exc:
+        raise CliFailure(f"cannot read server keys in {directory}: {exc.strerror or exc}: {exc.filename}") from None
+    except InvalidArgumentError as exc:
+        raise CliUsageError(f"{exc} {hint}") from None
+    except WacryptoError as exc:
+        raise CliFailure(f"the server keys in {directory} cannot be served: {type(exc).__name__}: {exc}") from None
+
+
+def _cmd_chatd_run(args: argparse.Namespace) -> int:
+    keys = _load_server_keys(Path(args.dir))
     keepalive = KeepaliveSettings(
         interval=args.ping_interval,
         jitter=min(args.ping_interval / 4, 5.0),
@@ -89,20 +94,21 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         server = ChatdServer(keys, keepalive=keepalive, min_client_version=args.min_version, relay=args.relay)
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(server.serve, args.host, args.ports)
+            try:
+                bound = await nursery.start(server.serve, args.host, args.ports)
+            except (OSError, BaseExceptionGroup) as exc:
+                os_errors = [e for e in leaves(exc) if isinstance(e, OSError)]
+                if not os_errors or len(os_errors) != len(leaves(exc)):
+                    raise
+                ports = ",".join(map(str, args.ports))
+                raise CliFailure(f"cannot listen on {args.host} port(s) {ports}: {os_errors[0].strerror or os_errors[0]}") from None
             for port in args.refuse_port or []:
                 await server.refuse_port(port)
             for port in args.stall_port or []:
                 server.stall_port(port)
             _emit({"event": "listening", "host": args.host, "ports": bound, "pid": os.getpid(), "relay": args.relay})
 
-    try:
-        trio.run(main)
-    except KeyboardInterrupt:
-        return 0
-    except OSError as exc:
-        _error(f"cannot listen on {args.host} ports {args.ports}: {exc.strerror or exc}")
-        return 1
+    trio.run(main)  # until Ctrl-C (exit 130, see main())
     return 0
 
 
@@ -119,12 +125,22 @@ def _version(text: str) -> tuple[int, int, int]:
 
 # --------------------------------------------------------------------------- connect
 def _load_or_create_key(path: Path | None) -> KeyPair:
+    """The client's static key from ``path`` (64 hex digits, as this command writes it), or a new
+    one written there (mode 0600) if the file does not exist yet."""
     if path is None:
         return KeyPair.generate()
-    if path.exists():
-        raw = bytes.fromhex(path.read_text().strip())
+    expected = "a client static private key as 64 hex digits (the file `connect --key` creates when it is missing)"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        pass
+    else:
+        try:
+            raw = bytes.fromhex(data.decode("ascii").strip()) if len(data) <= 1024 else b""
+        except (UnicodeDecodeError, ValueError):
+            raw = b""
         if len(raw) != 32:
-            raise InvalidArgumentError(f"{path} must hold a 32-byte private key in hex")
+            raise CliUsageError(f"--key {path}: expected {expected}; this file holds something else")
         return KeyPair(PrivateKey(raw))
     kp = KeyPair.generate()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -160,23 +176,18 @@ def _event_json(ev: object, t0: float) -> dict[str, Any]:
 def _cmd_connect(args: argparse.Namespace) -> int:
     try:
         root = load_trust_file(Path(args.trust))
-        key = _load_or_create_key(Path(args.key) if args.key else None)
-    except (OSError, ValueError, WacryptoError) as exc:
-        _error(str(exc))
-        return 2
-    try:
-        config = ChatClientConfig(
-            host=args.host,
-            trusted_root=root,
-            static_key=key,
-            ports=tuple(args.ports),
-            proxy=args.proxy,
-            connect_timeout=args.connect_timeout,
-            max_attempts=args.attempts,
-        )
-    except WacryptoError as exc:
-        _error(str(exc))
-        return 2
+    except InvalidArgumentError as exc:
+        raise CliUsageError(f"--trust {exc}") from None
+    key = _load_or_create_key(Path(args.key) if args.key else None)
+    config = ChatClientConfig(
+        host=args.host,
+        trusted_root=root,
+        static_key=key,
+        ports=tuple(args.ports),
+        proxy=args.proxy,
+        connect_timeout=args.connect_timeout,
+        max_attempts=args.attempts,
+    )
     t0 = time.monotonic()
 
     async def main() -> int:
@@ -205,16 +216,11 @@ def _cmd_connect(args: argparse.Namespace) -> int:
                         if isinstance(ev, StateChanged) and ev.state is ClientState.CLOSED:
                             nursery.cancel_scope.cancel()
                             err = ev.error
-                            _error(f"{type(err).__name__}: {err}" if err else "connection closed")
-                            return 1
-            _error(f"timed out after {args.timeout:g}s with {pongs} of {args.pings} pongs (state: {client.state.value})")
+                            raise CliFailure(f"{type(err).__name__}: {err}" if err else "connection closed")
             _emit({"event": "error", "t": round(time.monotonic() - t0, 4), "error": "timeout", "state": client.state.value})
-            return 1
+            raise CliFailure(f"timed out after {args.timeout:g}s with {pongs} of {args.pings} pongs (state: {client.state.value})")
 
-    try:
-        return trio.run(main)
-    except KeyboardInterrupt:
-        return 130
+    return trio.run(main)  # Ctrl-C: exit 130, see main()
 
 
 # --------------------------------------------------------------------------- registration
@@ -235,8 +241,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--ping-interval", type=_positive, default=30.0, help="ping clients idle this long (s)")
     run.add_argument("--ping-deadline", type=_positive, default=20.0, help="pong deadline (s)")
     run.add_argument("--min-version", type=_version, default=(0, 0, 0), help="oldest client version served")
-    run.add_argument("--relay", action="store_true",
-                     help="carry envelopes between clients (wacrypto.chat.messenger); mailboxes are kept in memory")
+    run.add_argument("--relay", action=argparse.BooleanOptionalAction, default=True,
+                     help="carry envelopes between clients (wacrypto.chat.messenger), mailboxes kept in memory "
+                          "(default); --no-relay only answers pings and acknowledges raw messages, and leaves "
+                          "envelopes unacknowledged so the senders keep them")
     run.add_argument("--refuse-port", type=int, action="append", help="fault: close this port's listener")
     run.add_argument("--stall-port", type=int, action="append", help="fault: accept on this port, never answer")
     run.set_defaults(func=_cmd_chatd_run)

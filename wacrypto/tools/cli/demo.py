@@ -7,18 +7,19 @@ the client falls back to the second), with a dropped connection mid-conversation
 Alice sends, and Alice restarted with messages in her outbox: nothing is lost or duplicated. Each party
 keeps its keys in its own store: SQLite files under ``--dir`` by default (the embedded default), or
 memory with ``--memory``.
+
+The demo never deletes what it did not make: it uses ``--dir`` only if the folder is new, empty, or
+marked as a previous demo's (it writes :data:`MARKER` there), and then removes only its own files.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import shutil
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -34,6 +35,12 @@ from wacrypto.primitives.keys import KeyPair
 from wacrypto.transport.connection import KeepaliveSettings
 from wacrypto.store.memory import MemoryKeyStore
 from wacrypto.store.protocols import KeyStore
+from wacrypto.tools.cli.common import CliFailure, CliUsageError
+
+MARKER: Final = ".wacrypto-demo"  # written into the --dir the demo uses: a folder it may clear later
+_PARTIES: Final = ("alice", "bob")
+_SQLITE_SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
+_OWN_FILES: Final = frozenset({MARKER} | {f"{p}.db{s}" for p in _PARTIES for s in _SQLITE_SUFFIXES})
 
 
 def _say(text: str) -> None:
@@ -53,12 +60,37 @@ async def _open(kind: str, path: Path) -> KeyStore:
     return store
 
 
+def prepare_directory(directory: Path) -> None:
+    """Make ``directory`` ready for a fresh run: create it, or clear a previous demo's files from it.
+
+    A folder that exists is used only if it is empty, carries :data:`MARKER`, or holds nothing but
+    the demo's own store files (a demo from before the marker); anything else is refused with a
+    usage error and left untouched. Only the demo's own files are ever removed."""
+    if directory.exists() and not directory.is_dir():
+        raise CliUsageError(f"--dir {directory} exists and is not a folder; choose another --dir")
+    if directory.is_dir():
+        names = {p.name for p in directory.iterdir()}
+        if names and MARKER not in names and not names <= _OWN_FILES:
+            raise CliUsageError(
+                f"--dir {directory} is not empty and was not made by `wacrypto demo`: the demo clears the folder "
+                "it uses, so it refuses this one; choose a new or empty folder"
+            )
+        for name in sorted(names & _OWN_FILES - {MARKER}):
+            (directory / name).unlink()
+    else:
+        try:
+            directory.mkdir(parents=True)
+        except OSError as exc:
+            raise CliFailure(f"cannot create --dir {directory}: {exc.strerror or exc}") from None
+    (directory / MARKER).write_text(
+        "This folder was made by `wacrypto demo` (its SQLite key stores); the next demo run clears them.\n"
+    )
+
+
 async def run_demo(directory: Path, kind: str, seed: int) -> int:
     rnd = random.Random(seed)
     if kind != "memory":
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        prepare_directory(directory)
     A, B = Address("alice", 1), Address("bob", 1)
     sa = await _open(kind, directory / "alice.db")
     sb = await _open(kind, directory / "bob.db")
@@ -228,16 +260,14 @@ def _run(args: argparse.Namespace) -> int:
                 kind = "memory"
         except ImportError:
             kind = "memory"
-    try:
-        return trio.run(run_demo, Path(args.dir), kind, args.seed)
-    except WacryptoError as exc:
-        print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return trio.run(run_demo, Path(args.dir), kind, args.seed)  # errors: reported by cli.main
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="two parties, X3DH and a conversation, printed as a transcript")
-    p.add_argument("--dir", default="demo-data", help="directory for the SQLite stores (default: demo-data)")
+    p.add_argument("--dir", default="demo-data",
+                   help="folder for the SQLite stores (default: demo-data); must be new, empty or a previous "
+                        "demo's, and only the demo's own files in it are replaced")
     p.add_argument("--memory", action="store_true", help="keep keys in memory instead of SQLite")
     p.add_argument("--seed", type=int, default=1, help="seed of the delivery shuffle")
     p.set_defaults(func=_run)

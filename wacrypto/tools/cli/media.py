@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Final, TextIO
 
-from wacrypto.errors import InvalidArgumentError, MediaIntegrityError, WacryptoError
+from wacrypto.errors import InvalidArgumentError, MediaIntegrityError
 from wacrypto.limits import DEFAULT_MEDIA_MAX_BYTES, MEDIA_KEY_LEN
 from wacrypto.media.crypto import MediaType, derive_media_keys
 from wacrypto.media.files import decrypt_file, encrypt_file
 from wacrypto.media.prune import parse_duration, prune
+from wacrypto.tools.cli.common import CliFailure
 
 __all__ = ["register"]
 
@@ -193,27 +194,14 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _guard(name: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn every expected failure into one line on stderr and an exit status."""
+    """Word a failed verification for the user (which check failed is deliberately not said);
+    every other error is reported by ``wacrypto.tools.cli.main``."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except KeyboardInterrupt:
-            print(f"wacrypto media {name}: interrupted", file=sys.stderr)
-            return 130
-        except InvalidArgumentError as exc:
-            print(f"wacrypto media {name}: error: {exc}", file=sys.stderr)
-            return 2
         except MediaIntegrityError:
-            print(f"wacrypto media {name}: error: media blob failed verification (wrong key/type, or corrupt)", file=sys.stderr)
-            return 1
-        except WacryptoError as exc:
-            print(f"wacrypto media {name}: error: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
-            print(f"wacrypto media {name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-            return 1
+            raise CliFailure("media blob failed verification (wrong key/type, or corrupt)") from None
 
     return run
 

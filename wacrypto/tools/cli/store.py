@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from wacrypto.errors import BackupError, InvalidArgumentError, WacryptoError
+from wacrypto.errors import BackupError
+from wacrypto.tools.cli.common import CliFailure, CliUsageError, sqlite_path, store_url
 
 if TYPE_CHECKING:
     from wacrypto.store.dump import StoreDump
@@ -42,20 +43,34 @@ def _store_kw(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(fn: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+    """Run ``fn`` under trio; its errors are reported by ``wacrypto.tools.cli.main``."""
+
     def go(args: argparse.Namespace) -> int:
-        try:
-            return trio.run(fn, args)
-        except WacryptoError as exc:
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
+        return trio.run(fn, args)
 
     return go
+
+
+def _existing_store(args: argparse.Namespace, *, create: bool | None = None) -> None:
+    """Refuse a SQLite store file that does not exist: opening it would create an empty store, so a
+    typo in the path would look like an empty account. ``create`` is the command's ``--create``
+    (None: the command has no such option)."""
+    path = sqlite_path(args.store)
+    if path is None or create or path.exists():
+        return
+    if create is None:
+        raise CliFailure(f"no SQLite store at {path} (check the path)")
+    raise CliUsageError(f"no SQLite store at {path} (check the path; give --create to make a new, empty store)")
 
 
 async def _backup(args: argparse.Namespace) -> int:
     from wacrypto.store import open_store
     from wacrypto.store.backup import write_archive
 
+    _existing_store(args)
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise CliFailure(f"cannot write --out {args.out}: folder {out_dir} does not exist")
     pw = _password(confirm=sys.stdin.isatty() and not os.environ.get(ENV_PASSWORD))
     store = await open_store(args.store, **_store_kw(args))
     try:
@@ -64,11 +79,18 @@ async def _backup(args: argparse.Namespace) -> int:
         await store.aclose()
     data = write_archive(dump, pw)
     tmp = args.out + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, args.out)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, args.out)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CliFailure(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
     print(json.dumps({"out": args.out, "bytes": len(data), "rows": dump.counts()}))
     return 0
 
@@ -80,7 +102,7 @@ async def _restore(args: argparse.Namespace) -> int:
         with open(args.inp, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise BackupError(f"cannot read {args.inp}: {exc.strerror}") from None
+        raise CliFailure(f"cannot read --in {args.inp}: {exc.strerror or exc}") from None
     dump = read_archive(data, _password(confirm=False))
     await _load_into(args, dump)
     print(json.dumps({"restored": dump.counts()}))
@@ -96,7 +118,7 @@ async def _load_into(args: argparse.Namespace, dump: StoreDump) -> None:
         if not args.force:
             existing = await store.dump()
             if existing.local is not None or existing.sessions:
-                raise InvalidArgumentError("the target store already holds an account; use --force to replace it")
+                raise CliUsageError("the target store already holds an account; use --force to replace it")
         await store.load(dump)
     finally:
         await store.aclose()
@@ -126,6 +148,7 @@ async def _import(args: argparse.Namespace) -> int:
 async def _info(args: argparse.Namespace) -> int:
     from wacrypto.store import SqlKeyStore, open_store
 
+    _existing_store(args, create=args.create)
     s = await open_store(args.store, **_store_kw(args))
     try:
         info = await s.info() if isinstance(s, SqlKeyStore) else {"backend": "memory"}
@@ -140,7 +163,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ss = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--store", required=True, metavar="URL", help="sqlite:///path, postgresql://..., mysql://...")
+        q.add_argument("--store", required=True, metavar="URL", type=store_url,
+                       help="sqlite:///path, postgresql://..., mysql://...")
         q.add_argument("--key-file", metavar="FILE", help="at-rest key (else WACRYPTO_STORE_KEY[_FILE])")
 
     b = ss.add_parser("backup", help=f"write an encrypted archive (password from {ENV_PASSWORD} or a prompt)")
@@ -169,4 +193,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     n = ss.add_parser("info", help="schema version, row counts, lease holder")
     common(n)
+    n.add_argument("--create", action="store_true", help="create the SQLite store if the file does not exist")
     n.set_defaults(func=_run(_info))
