@@ -82,7 +82,7 @@ def test_jids_read_back_exactly() -> None:
 
 def test_strict_reads() -> None:
     good = encode_node(Node("iq", {"id": "x1"}))
-    cases = {
+    cases: dict[bytes, str | None] = {
         b"": "empty stanza",
         b"\x04" + good[1:]: "unknown stanza flags",
         b"\x02" + b"not zlib": "does not inflate",
@@ -96,10 +96,17 @@ def test_strict_reads() -> None:
         b"\x00\xf8\x01\xff\x81\x1c": "pad nibble",  # odd nibble string whose pad is not 0xF
         b"\x00\xf8\x01\xff\x01\xc1": "invalid nibble",
         b"\x00\xf8\x02\x0b\xff\x00": "empty packed string",  # found by fuzz/fuzz_binary.py
+        b"\x00\xf8\x02\x0b\xff\x41" + b"\x11" * 65: "longer than 127",  # no encoder packs more
+        # found by fuzz/fuzz_binary.py: a JID pair whose user has an "_" must stay a string
+        b"\x00\xf8\x02\x0b\xfa\xfc\x03a_b\x0b": None,
         b"\x00\xf8\x01\xfd\x10\x00\x01\x61": "top nibble",
         b"\x00\xf8\x02\x19\xf8\x01": "truncated",
     }
     for blob, msg in cases.items():
+        if msg is None:
+            n = decode_node(blob)
+            assert decode_node(encode_node(n)) == n and encode_node(n) == blob
+            continue
         with pytest.raises(InvalidMessageError, match=msg):
             decode_node(blob)
 

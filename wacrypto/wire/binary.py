@@ -10,7 +10,7 @@ one leading flags byte: bit 1 (``0x02``) means the rest is zlib-compressed.
 :func:`encode_node` writes exactly the bytes Baileys' encoder writes for the same node wherever
 Baileys' own encoding reads back as what it was given; where it would not (a JID whose agent or
 device part Baileys drops, the string ``"constructor"``, which Baileys writes as the empty string),
-it writes the string raw so nothing is lost. :func:`decode_node` reads what Baileys, whatsmeow and
+it writes a form that reads back exactly. :func:`decode_node` reads what Baileys, whatsmeow and
 WhatsApp clients write, and is strict: bad tags, truncation, trailing bytes, invalid UTF-8, unknown
 JID domains, duplicate attributes, too deep nesting and inflation past the limit all raise
 :class:`~wacrypto.errors.InvalidMessageError` (a :class:`~wacrypto.errors.PeerError`), never
@@ -162,22 +162,26 @@ def _write_packed(out: bytearray, s: str, tag: int, values: Mapping[str, int]) -
 
 
 def _write_jid(out: bytearray, s: str) -> bool:
-    """Write ``s`` as a JID the way Baileys does, if that reads back as ``s``; else write nothing."""
+    """Write ``s`` (which holds an ``@``) as a JID; False, writing nothing, if it cannot be one.
+
+    A device of a phone-number or LID user (``user:7@lid``) is an AD_JID, as Baileys writes it;
+    anything else is a JID pair of the whole user part and the server. Where Baileys would lose a
+    part (an ``_agent`` suffix, device 0 or ``007``, a device on another server) the pair keeps it.
+    """
     user_part, _, server = s.partition("@")
-    if not server or "_" in user_part:
-        return False  # an empty server does not decode; Baileys drops an agent suffix
+    if not server:
+        return False  # a JID pair without a server does not decode
     user, colon, device = user_part.partition(":")
-    if colon:
-        if server not in (USER_SERVER, LID_SERVER) or not _DEVICE_RE.fullmatch(device) or int(device) > 255:
-            return False  # device 0, "007", >255 or another server: Baileys' AD_JID would change it
+    if (colon and "_" not in user and server in (USER_SERVER, LID_SERVER)
+            and _DEVICE_RE.fullmatch(device) and int(device) <= 255):
         out.append(AD_JID)
         out.append(1 if server == LID_SERVER else 0)
         out.append(int(device))
         _write_string(out, user)
         return True
     out.append(JID_PAIR)
-    if user:
-        _write_string(out, user)
+    if user_part:
+        _write_string(out, user_part)
     else:
         out.append(LIST_EMPTY)
     _write_string(out, server)
@@ -303,6 +307,8 @@ class _Reader:
     def packed(self, tag: int) -> str:
         head = self.byte()
         n, odd = head & 0x7F, head >> 7
+        if 2 * n - odd > MAX_PACKED_LEN:
+            raise InvalidMessageError(f"packed string longer than {MAX_PACKED_LEN} characters")
         chars = _NIBBLE_CHARS if tag == NIBBLE_8 else _HEX_CHARS
         raw = self.take(n)
         nibbles = [v for b in raw for v in (b >> 4, b & 0x0F)]
