@@ -39,6 +39,8 @@ def test_help_documents_the_exit_codes_and_version_prints_the_version() -> None:
     assert helped.returncode == 0
     for line in ("exit status:", "0    success", "1    failure", "2    usage", "130  interrupted"):
         assert line in helped.stdout
+    for command in (("store", "info"), ("chatd", "run"), ("demo",), ("media", "decrypt")):
+        assert "130  interrupted" in cli(*command, "--help").stdout, command
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"wacrypto {__version__}"
 

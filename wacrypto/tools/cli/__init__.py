@@ -46,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.register(sub)
+    _document_exit_codes(parser)
     return parser
+
+
+def _document_exit_codes(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help ends with the exit codes."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.epilog = child.epilog or EXIT_CODES_HELP
+                child.formatter_class = argparse.RawDescriptionHelpFormatter
+                _document_exit_codes(child)
 
 
 def _command_name(args: argparse.Namespace) -> str:

@@ -100,8 +100,8 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
                 os_errors = [e for e in leaves(exc) if isinstance(e, OSError)]
                 if not os_errors or len(os_errors) != len(leaves(exc)):
                     raise
-                ports = ",".join(map(str, args.ports))
-                raise CliFailure(f"cannot listen on {args.host} port(s) {ports}: {os_errors[0].strerror or os_errors[0]}") from None
+                ports, why = ",".join(map(str, args.ports)), os_errors[0].strerror or os_errors[0]
+                raise CliFailure(f"cannot listen on {args.host} port(s) {ports}: {why}") from None
             for port in args.refuse_port or []:
                 await server.refuse_port(port)
             for port in args.stall_port or []:
