@@ -78,9 +78,9 @@ def hkdf_sha256_blocks(ikm: bytes, salt: bytes | None, suffixes: tuple[bytes, ..
     a zero key give the same MAC).
     """
     ki, ko = hmac_pads(hmac_sha256(salt, ikm) if salt else hmac_zero_key(ikm))
-    t = b""
-    out = []
-    for suffix in suffixes:
+    t = _sha256(ko + _sha256(ki + suffixes[0]).digest()).digest()  # T(1) = HMAC(prk, info || 1)
+    out = [t]
+    for suffix in suffixes[1:]:
         t = _sha256(ko + _sha256(ki + t + suffix).digest()).digest()
         out.append(t)
     return out

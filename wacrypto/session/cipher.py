@@ -169,12 +169,11 @@ class SessionCipher:
         if raw is None:
             raise NoSessionError(f"no session with {address}")
         rec = SessionRecord._trusted(raw)
-        if not rec.has_current_state():
+        identity = rec.remote_identity()
+        if identity is None:
             raise NoSessionError(f"no session with {address}")
         if not rec.can_send():
             raise NoSessionError(f"session with {address} cannot send")
-        identity = rec.remote_identity()
-        assert identity is not None  # has_current_state()
         await self._check_trust(tx, address, identity)
         msg_type, body = rec.encrypt(bytes(plaintext))
         await tx.store_session(address, rec.to_bytes())

@@ -10,13 +10,9 @@ Pure: bytes in, bytes out.
 
 from __future__ import annotations
 
-import wacrypto.limits as _limits
-
 import hashlib
 import hmac
 from typing import Final, final
-
-from google.protobuf.message import DecodeError
 
 from wacrypto._proto import fingerprint_pb2 as _pb
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError, LegacyMessageError
@@ -24,9 +20,12 @@ from wacrypto.limits import (
     FINGERPRINT_ITERATIONS,
     KEY_TYPE_DJB,
     MAX_FINGERPRINT_ITERATIONS,
+    MAX_SCANNABLE_FINGERPRINT_LEN,
     MAX_STABLE_ID_LEN,
     PUBLIC_KEY_LEN,
 )
+from wacrypto.primitives.immutable import Immutable, slot_setters
+from wacrypto.primitives.protobuf import parse_message
 
 __all__ = [
     "Fingerprint",
@@ -40,7 +39,7 @@ __all__ = [
 SCANNABLE_VERSION: Final = 1  # stable ids are phone numbers (2: account UUIDs)
 _HASH_VERSION: Final = b"\x00\x00"  # fingerprint hash format version
 _SCANNABLE_LEN: Final = 32  # bytes of each side's hash in the scannable form
-_MAX_SCANNABLE_LEN: Final = _limits.MAX_SCANNABLE_FINGERPRINT_LEN
+_MAX_SCANNABLE_LEN: Final = MAX_SCANNABLE_FINGERPRINT_LEN
 
 
 def _identity(key: bytes, what: str) -> bytes:
@@ -85,22 +84,32 @@ def _encode_scannable(version: int, local: bytes, remote: bytes) -> bytes:
 
 
 @final
-class Fingerprint:
-    """A safety number between a local and a remote identity.
+class Fingerprint(Immutable):
+    """A safety number between a local and a remote identity (immutable).
 
     ``display`` is the 60-digit string both users see (identical on both sides); ``scannable``
     is the QR-code payload of the local side (the remote side's payload has the halves swapped).
+    Both are computed from the two hashes in the constructor, so they always agree.
     """
 
     __slots__ = ("display", "scannable", "version", "_local", "_remote")
+    display: str
+    scannable: bytes
+    version: int
+    _local: bytes
+    _remote: bytes
 
     def __init__(self, version: int, local_hash: bytes, remote_hash: bytes) -> None:
-        self.version = version
-        self._local = local_hash[:_SCANNABLE_LEN]
-        self._remote = remote_hash[:_SCANNABLE_LEN]
+        local, remote = bytes(local_hash[:_SCANNABLE_LEN]), bytes(remote_hash[:_SCANNABLE_LEN])
         a, b = displayable_digits(local_hash), displayable_digits(remote_hash)
-        self.display = a + b if a <= b else b + a
-        self.scannable = _encode_scannable(version, self._local, self._remote)
+        _FP_VERSION(self, version)
+        _FP_LOCAL(self, local)
+        _FP_REMOTE(self, remote)
+        _FP_DISPLAY(self, a + b if a <= b else b + a)
+        _FP_SCANNABLE(self, _encode_scannable(version, local, remote))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Fingerprint, (self.version, self._local, self._remote))  # 32 bytes of each hash: all it shows
 
     def compare(self, scanned: bytes) -> bool:
         """True iff ``scanned`` (the other side's scannable bytes) matches this fingerprint.
@@ -126,6 +135,10 @@ class Fingerprint:
         return f"Fingerprint(version={self.version}, display={self.display})"
 
 
+_FP_DISPLAY, _FP_SCANNABLE, _FP_VERSION, _FP_LOCAL, _FP_REMOTE = slot_setters(Fingerprint, *Fingerprint.__slots__)
+
+
+
 def create_fingerprint(
     local_id: str | bytes,
     local_identity: bytes,
@@ -147,10 +160,7 @@ def compare_scannable(version: int, local32: bytes, remote32: bytes, scanned: by
     """Compare our (local, remote) halves with a scanned ``CombinedFingerprints`` (constant time)."""
     if not isinstance(scanned, (bytes, bytearray)) or len(scanned) > _MAX_SCANNABLE_LEN:
         raise InvalidMessageError("scanned fingerprint: too long")
-    try:
-        m = _pb.CombinedFingerprints.FromString(bytes(scanned))
-    except (DecodeError, ValueError, RuntimeError):
-        raise InvalidMessageError("scanned fingerprint: malformed") from None
+    m = parse_message(_pb.CombinedFingerprints, bytes(scanned), "scanned fingerprint")
     if not (m.HasField("version") and m.HasField("local_fingerprint") and m.HasField("remote_fingerprint")):
         raise InvalidMessageError("scanned fingerprint: missing field")
     if m.version != version:

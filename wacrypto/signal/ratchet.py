@@ -41,9 +41,14 @@ def root_step(root_key: bytes, dh: bytes) -> tuple[bytes, bytes]:
     return root, chain
 
 
-def _x3dh(dhs: list[bytes]) -> tuple[bytes, bytes]:
-    """(root_key, chain_key) = HKDF(0xff*32 || DH1 || DH2 || DH3 [|| DH4], "WhisperText", 64)."""
-    root, chain = hkdf_sha256_blocks(_X3DH_PAD + b"".join(dhs), None, _INFO_TEXT)
+def _x3dh(*pairs: tuple[bytes | None, bytes | None]) -> tuple[bytes, bytes]:
+    """(root_key, chain_key) = HKDF(0xff*32 || DH1 || DH2 || DH3 [|| DH4], "WhisperText", 64).
+
+    ``pairs`` are the (private, 33-byte public) of each DH in order; a pair with a None (no
+    one-time prekey) is left out.
+    """
+    secret = b"".join(_dh(priv, pub) for priv, pub in pairs if priv is not None and pub is not None)
+    root, chain = hkdf_sha256_blocks(_X3DH_PAD + secret, None, _INFO_TEXT)
     return root, chain
 
 
@@ -166,6 +171,29 @@ def decrypt(
     return pt
 
 
+def _new_state(
+    local_identity_pub: bytes,
+    remote_identity: bytes,
+    root_key: bytes,
+    alice_base_key: bytes,
+    send_pub: bytes,
+    send_priv: bytes,
+    send_chain_key: bytes,
+) -> _pb.SessionStructure:
+    s = _pb.SessionStructure()
+    s.session_version = 3
+    s.local_identity_public = local_identity_pub
+    s.remote_identity_public = remote_identity
+    s.root_key = root_key
+    s.previous_counter = 0
+    s.sender_chain.sender_ratchet_key = send_pub
+    s.sender_chain.sender_ratchet_key_private = send_priv
+    s.sender_chain.chain_key.index = 0
+    s.sender_chain.chain_key.key = send_chain_key
+    s.alice_base_key = alice_base_key
+    return s
+
+
 def new_state_alice(
     *,
     local_identity_pub: bytes,
@@ -178,32 +206,20 @@ def new_state_alice(
 ) -> _pb.SessionStructure:
     """X3DH as initiator. Returns a fresh state (pending prekey fields are set by the caller)."""
     base_pub = _DJB + x25519_base(base_priv)
-    dhs = [
-        _dh(local_identity_priv, their_signed_prekey),
-        _dh(base_priv, remote_identity),
-        _dh(base_priv, their_signed_prekey),
-    ]
-    if their_one_time_prekey is not None:
-        dhs.append(_dh(base_priv, their_one_time_prekey))
-    root_key, chain_key = _x3dh(dhs)
+    root_key, chain_key = _x3dh(
+        (local_identity_priv, their_signed_prekey),
+        (base_priv, remote_identity),
+        (base_priv, their_signed_prekey),
+        (base_priv, their_one_time_prekey),
+    )
     send_priv = clamp(rng(32))
     send_pub = _DJB + x25519_base(send_priv)
     root2, send_ck = root_step(root_key, x25519(send_priv, their_signed_prekey[1:]))
-    s = _pb.SessionStructure()
-    s.session_version = 3
-    s.local_identity_public = local_identity_pub
-    s.remote_identity_public = remote_identity
-    s.root_key = root2
-    s.previous_counter = 0
+    s = _new_state(local_identity_pub, remote_identity, root2, base_pub, send_pub, send_priv, send_ck)
     rc = s.receiver_chains.add()
     rc.sender_ratchet_key = their_signed_prekey
     rc.chain_key.index = 0
     rc.chain_key.key = chain_key
-    s.sender_chain.sender_ratchet_key = send_pub
-    s.sender_chain.sender_ratchet_key_private = send_priv
-    s.sender_chain.chain_key.index = 0
-    s.sender_chain.chain_key.key = send_ck
-    s.alice_base_key = base_pub
     return s
 
 
@@ -218,23 +234,12 @@ def new_state_bob(
     their_base_key: bytes,
 ) -> _pb.SessionStructure:
     """X3DH as responder (on a PreKeySignalMessage)."""
-    dhs = [
-        _dh(signed_prekey_priv, remote_identity),
-        _dh(local_identity_priv, their_base_key),
-        _dh(signed_prekey_priv, their_base_key),
-    ]
-    if one_time_prekey_priv is not None:
-        dhs.append(_dh(one_time_prekey_priv, their_base_key))
-    root_key, chain_key = _x3dh(dhs)
-    s = _pb.SessionStructure()
-    s.session_version = 3
-    s.local_identity_public = local_identity_pub
-    s.remote_identity_public = remote_identity
-    s.root_key = root_key
-    s.previous_counter = 0
-    s.sender_chain.sender_ratchet_key = signed_prekey_pub
-    s.sender_chain.sender_ratchet_key_private = signed_prekey_priv
-    s.sender_chain.chain_key.index = 0
-    s.sender_chain.chain_key.key = chain_key
-    s.alice_base_key = their_base_key
-    return s
+    root_key, chain_key = _x3dh(
+        (signed_prekey_priv, remote_identity),
+        (local_identity_priv, their_base_key),
+        (signed_prekey_priv, their_base_key),
+        (one_time_prekey_priv, their_base_key),
+    )
+    return _new_state(
+        local_identity_pub, remote_identity, root_key, their_base_key, signed_prekey_pub, signed_prekey_priv, chain_key
+    )

@@ -150,9 +150,9 @@ class SessionRecord:
         X3DH parameters; afterwards a SignalMessage (type 2). Raises :class:`InvalidArgumentError`
         if the record cannot send (check :meth:`can_send` first).
         """
-        if not self.can_send():
-            raise InvalidArgumentError("session record has no sending chain")
         state = self._pb.current_session
+        if not state.HasField("sender_chain"):
+            raise InvalidArgumentError("session record has no sending chain")
         inner = ratchet.encrypt(state, plaintext)
         if not state.HasField("pending_pre_key"):
             return WHISPER_TYPE, inner

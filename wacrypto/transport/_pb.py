@@ -1,12 +1,7 @@
-"""Private protobuf helpers (the generated modules are untyped; keep that contained here)."""
+"""Private: the transport's protobuf decode errors are the package's one list (``primitives.protobuf``)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Final
+from wacrypto.primitives.protobuf import DECODE_ERRORS, parse_message
 
-# google.protobuf ships no type stubs in this environment; fetch the class without importing it
-# statically so mypy --strict stays clean with or without types-protobuf installed.
-DecodeError: Final[type[Exception]] = importlib.import_module("google.protobuf.message").DecodeError
-
-DECODE_ERRORS: Final[tuple[type[Exception], ...]] = (DecodeError, ValueError, RuntimeError, UnicodeDecodeError)
+__all__ = ["DECODE_ERRORS", "parse_message"]

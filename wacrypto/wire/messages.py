@@ -11,7 +11,8 @@ Copies and pickles re-parse the bytes.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Final, final
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, Self, final
 
 from wacrypto._proto import signal_wire_pb2 as _pb
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError, LegacyMessageError
@@ -27,7 +28,7 @@ from wacrypto.limits import (
     SUPPORTED_VERSIONS,
 )
 from wacrypto.primitives.immutable import Immutable, slot_setters
-from wacrypto.primitives.protobuf import parse_message
+from wacrypto.primitives.protobuf import M, parse_message
 from wacrypto.wire.codec import field_bytes, varint
 
 VERSION_BYTE: Final = bytes(((CIPHERTEXT_VERSION << 4) | CIPHERTEXT_VERSION,))
@@ -65,11 +66,40 @@ def _check_key(key: bytes, what: str) -> bytes:
     return key
 
 
+def _parse_trailed(cls: type[M], data: bytes, trailer: int, what: str, required: tuple[str, ...]) -> tuple[int, M]:
+    """(version, protobuf) of ``version || protobuf || trailer`` (a MAC or a signature of ``trailer`` bytes).
+
+    The ``required`` fields must be present (zero counters are encoded, so present means sent).
+    """
+    v = _check_version(data, what)
+    if len(data) < 1 + trailer + 1:
+        raise InvalidMessageError(f"{what}: too short")
+    m = parse_message(cls, data[1:-trailer], what)
+    if not all(map(m.HasField, required)):
+        raise InvalidMessageError(f"{what}: missing field")
+    return v, m
+
+
+def _check_blocks(ciphertext: bytes, what: str) -> bytes:
+    if not ciphertext or len(ciphertext) % 16:
+        raise InvalidMessageError(f"{what}: ciphertext is not whole AES blocks")
+    return ciphertext
+
+
 class _WireMessage(Immutable):
     """Shared behaviour of the wire types: no public constructor, value semantics on the bytes."""
 
     __slots__ = ()
     serialized: bytes
+    _setters: ClassVar[tuple[Callable[[Any, Any], None], ...]] = ()  # the slots' setters, in __slots__ order
+
+    @classmethod
+    def _make(cls, *fields: object) -> Self:
+        """The trusted constructor (``from_bytes`` and ``create`` only): fields in ``__slots__`` order."""
+        self = _new(cls)
+        for set_field, value in zip(cls._setters, fields, strict=True):
+            set_field(self, value)
+        return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise InvalidArgumentError(
@@ -149,22 +179,14 @@ class SignalMessage(_WireMessage):
     @classmethod
     def from_bytes(cls, data: bytes) -> SignalMessage:
         data = bytes(data)
-        v = _check_version(data, "SignalMessage")
-        if len(data) < 1 + MAC_LEN + 1:
-            raise InvalidMessageError("SignalMessage: too short")
-        m = parse_message(_pb.SignalMessage, data[1:-MAC_LEN], "SignalMessage")
-        if not (m.HasField("ratchet_key") and m.HasField("counter") and m.HasField("ciphertext")):
-            raise InvalidMessageError("SignalMessage: missing field")
-        ct = m.ciphertext
-        if not ct or len(ct) % 16:
-            raise InvalidMessageError("SignalMessage: ciphertext is not whole AES blocks")
-        self = _new(cls)
-        _SM_SET[0](self, v)
-        _SM_SET[1](self, _check_key(m.ratchet_key, "ratchet key"))
-        _SM_SET[2](self, m.counter)
-        _SM_SET[3](self, m.previous_counter)
-        _SM_SET[4](self, ct)
-        _SM_SET[5](self, data)
+        v, m = _parse_trailed(_pb.SignalMessage, data, MAC_LEN, "SignalMessage", ("ratchet_key", "counter", "ciphertext"))
+        self = _new(cls)  # the setters unrolled: this is the decrypt hot path
+        _sm_version(self, v)
+        _sm_ratchet_key(self, _check_key(m.ratchet_key, "ratchet key"))
+        _sm_counter(self, m.counter)
+        _sm_previous_counter(self, m.previous_counter)
+        _sm_ciphertext(self, _check_blocks(m.ciphertext, "SignalMessage"))
+        _sm_serialized(self, data)
         return self
 
     @property
@@ -183,7 +205,8 @@ class SignalMessage(_WireMessage):
         return f"SignalMessage(v={self.version}, counter={self.counter}, len={len(self.serialized)})"
 
 
-_SM_SET: Final = slot_setters(SignalMessage, *SignalMessage.__slots__)
+SignalMessage._setters = slot_setters(SignalMessage, *SignalMessage.__slots__)
+_sm_version, _sm_ratchet_key, _sm_counter, _sm_previous_counter, _sm_ciphertext, _sm_serialized = SignalMessage._setters
 
 
 @final
@@ -210,13 +233,6 @@ class PreKeySignalMessage(_WireMessage):
     base_key: bytes
     identity_key: bytes
     message: SignalMessage
-
-    @classmethod
-    def _make(cls, *fields: object) -> PreKeySignalMessage:
-        self = _new(cls)
-        for set_field, value in zip(_PK_SET, fields, strict=True):
-            set_field(self, value)
-        return self
 
     @classmethod
     def create(
@@ -278,7 +294,7 @@ class PreKeySignalMessage(_WireMessage):
         )
 
 
-_PK_SET: Final = slot_setters(PreKeySignalMessage, *PreKeySignalMessage.__slots__)
+PreKeySignalMessage._setters = slot_setters(PreKeySignalMessage, *PreKeySignalMessage.__slots__)
 
 
 @final
@@ -304,20 +320,13 @@ class SenderKeyMessage(_WireMessage):
     @classmethod
     def from_bytes(cls, data: bytes) -> SenderKeyMessage:
         data = bytes(data)
-        v = _check_version(data, "SenderKeyMessage")
-        if len(data) < 1 + SIGNATURE_LEN + 1:
-            raise InvalidMessageError("SenderKeyMessage: too short")
-        m = parse_message(_pb.SenderKeyMessage, data[1:-SIGNATURE_LEN], "SenderKeyMessage")
-        if not (m.HasField("id") and m.HasField("iteration") and m.HasField("ciphertext")):
-            raise InvalidMessageError("SenderKeyMessage: missing field")
-        if not m.ciphertext or len(m.ciphertext) % 16:
-            raise InvalidMessageError("SenderKeyMessage: ciphertext is not whole AES blocks")
-        self = _new(cls)
-        _SKM_SET[0](self, v)
-        _SKM_SET[1](self, m.id)
-        _SKM_SET[2](self, m.iteration)
-        _SKM_SET[3](self, m.ciphertext)
-        _SKM_SET[4](self, data)
+        v, m = _parse_trailed(_pb.SenderKeyMessage, data, SIGNATURE_LEN, "SenderKeyMessage", ("id", "iteration", "ciphertext"))
+        self = _new(cls)  # the setters unrolled: this is the group decrypt hot path
+        _skm_version(self, v)
+        _skm_key_id(self, m.id)
+        _skm_iteration(self, m.iteration)
+        _skm_ciphertext(self, _check_blocks(m.ciphertext, "SenderKeyMessage"))
+        _skm_serialized(self, data)
         return self
 
     @property
@@ -332,7 +341,8 @@ class SenderKeyMessage(_WireMessage):
         return f"SenderKeyMessage(id={self.key_id}, iteration={self.iteration}, len={len(self.serialized)})"
 
 
-_SKM_SET: Final = slot_setters(SenderKeyMessage, *SenderKeyMessage.__slots__)
+SenderKeyMessage._setters = slot_setters(SenderKeyMessage, *SenderKeyMessage.__slots__)
+_skm_version, _skm_key_id, _skm_iteration, _skm_ciphertext, _skm_serialized = SenderKeyMessage._setters
 
 
 @final
@@ -348,13 +358,6 @@ class SenderKeyDistributionMessage(_WireMessage):
     iteration: int
     chain_key: bytes
     signing_key: bytes
-
-    @classmethod
-    def _make(cls, *fields: object) -> SenderKeyDistributionMessage:
-        self = _new(cls)
-        for set_field, value in zip(_SKDM_SET, fields, strict=True):
-            set_field(self, value)
-        return self
 
     @classmethod
     def create(cls, key_id: int, iteration: int, chain_key: bytes, signing_key: bytes) -> SenderKeyDistributionMessage:
@@ -395,4 +398,4 @@ class SenderKeyDistributionMessage(_WireMessage):
         return f"SenderKeyDistributionMessage(id={self.key_id}, iteration={self.iteration})"
 
 
-_SKDM_SET: Final = slot_setters(SenderKeyDistributionMessage, *SenderKeyDistributionMessage.__slots__)
+SenderKeyDistributionMessage._setters = slot_setters(SenderKeyDistributionMessage, *SenderKeyDistributionMessage.__slots__)
