@@ -178,7 +178,10 @@ class SessionRecord:
         if self.has_current_state() and self._pb.current_session.alice_base_key == base_key:
             return True
         for raw in self._pb.previous_sessions:
-            st = _pb.SessionStructure.FromString(raw)
+            try:
+                st = _pb.SessionStructure.FromString(raw)
+            except DECODE_ERRORS:
+                continue  # an unreadable archived state was set up with no key we can match
             if st.alice_base_key == base_key:
                 return True
         return False
