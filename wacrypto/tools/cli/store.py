@@ -125,11 +125,11 @@ async def _load_into(args: argparse.Namespace, dump: StoreDump) -> None:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    from wacrypto.store import SqlKeyStore, open_store
+    from wacrypto.store import open_store
 
     s = await open_store(args.store, migrate=True, **_store_kw(args))
     try:
-        version = await s.schema_version() if isinstance(s, SqlKeyStore) else 0
+        version = (await s.info()).schema_version or 0
     finally:
         await s.aclose()
     print(json.dumps({"schema_version": version}))
@@ -146,12 +146,12 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 async def _info(args: argparse.Namespace) -> int:
-    from wacrypto.store import SqlKeyStore, open_store
+    from wacrypto.store import open_store
 
     _existing_store(args, create=args.create)
     s = await open_store(args.store, **_store_kw(args))
     try:
-        info = await s.info() if isinstance(s, SqlKeyStore) else {"backend": "memory"}
+        info = (await s.info()).to_dict()
     finally:
         await s.aclose()
     print(json.dumps(info, indent=2))
