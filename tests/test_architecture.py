@@ -22,17 +22,18 @@ ALLOWED: dict[str, set[str]] = {
     "wire": _BASE | {"_proto", "primitives"},
     "signal": _BASE | {"_proto", "primitives", "wire"},
     "transport": _BASE | {"_proto", "primitives", "wire"},
+    "whatsapp": _BASE | {"_proto", "address", "primitives", "wire", "signal"},
     "store": _BASE | {"_proto", "address", "primitives", "signal"},
-    "session": _BASE | {"address", "primitives", "wire", "signal", "store"},
+    "session": _BASE | {"whatsapp", "address", "primitives", "wire", "signal", "store"},
     "media": _BASE | {"primitives"},
-    "chat": _BASE | {"_proto", "address", "primitives", "wire", "transport", "store", "session"},
+    "chat": _BASE | {"whatsapp", "_proto", "address", "primitives", "wire", "transport", "store", "session"},
     "chatd": _BASE | {"_proto", "primitives", "wire", "transport", "chat"},
-    "testing": _BASE | {"primitives", "transport", "store", "session", "chat", "chatd", "signal", "address"},
-    "tools": _BASE | {"_proto", "address", "primitives", "wire", "signal", "transport", "store", "session",
+    "testing": _BASE | {"whatsapp", "wire", "primitives", "transport", "store", "session", "chat", "chatd", "signal", "address"},
+    "tools": _BASE | {"whatsapp", "_proto", "address", "primitives", "wire", "signal", "transport", "store", "session",
                       "media", "chat", "chatd", "wacrypto"},
 }
 # the sans-I/O core: nothing in these layers may touch I/O, threads, clocks or the event loop
-PURE = ("primitives", "wire", "signal", "transport")
+PURE = ("primitives", "wire", "signal", "transport", "whatsapp")
 FORBIDDEN_STDLIB = {"trio", "socket", "threading", "time", "asyncio", "selectors", "sqlite3", "psycopg", "pymysql", "httpx"}
 # the entry points that tie the package together
 ROOT_MODULES = {"__init__", "__main__", "_proto"}

@@ -37,6 +37,7 @@ __all__ = [
     "InvalidMessageError",
     "InvalidKeyError",
     "InvalidSignatureError",
+    "RevokedDeviceError",
     "DecryptionError",
     "DuplicateMessageError",
     "TooFarAheadError",
@@ -110,6 +111,10 @@ class InvalidKeyError(PeerError):
 
 class InvalidSignatureError(PeerError):
     """A signature (signed prekey, sender key message, certificate) did not verify."""
+
+
+class RevokedDeviceError(InvalidSignatureError):
+    """A device's ADV identity verifies but its account no longer lists it (removed or re-registered)."""
 
 
 class DecryptionError(PeerError):
