@@ -80,6 +80,18 @@ from wacrypto.transport.noise_connection import (
     NoiseConnection,
     ServerSettings,
 )
+from wacrypto.whatsapp.adv import (
+    DeviceIdentity,
+    KeyIndexList,
+    countersign_device_identity,
+    sign_device_identity,
+    sign_key_index_list,
+    unwrap_pairing_identity,
+    verify_device_identity,
+    verify_key_index_list,
+    wrap_pairing_identity,
+)
+from wacrypto.whatsapp.padding import pad, unpad
 from wacrypto.wire.binary import Node, decode_node, decode_node_body, encode_node, encode_node_body
 from wacrypto.wire.messages import (
     PreKeySignalMessage,
@@ -196,6 +208,38 @@ def signal_seeds() -> dict[str, list[bytes]]:
 def media_seeds() -> list[bytes]:
     blob, _ = encrypt(b"a small picture" * 9, MediaType.IMAGE, MEDIA_KEY)
     return [blob]
+
+
+ACCOUNT, DEVICE = _kp(11), _kp(12)
+ADV_SECRET = bytes(range(32, 64))
+KEY_INDEXES = KeyIndexList(raw_id=9, timestamp=NOW, current_index=2, valid_indexes=frozenset({1, 2}))
+
+
+def _fixed_rng(n: int) -> bytes:
+    return b"\x13" * n
+
+
+@functools.cache
+def adv_seeds() -> dict[str, list[bytes]]:
+    details = DeviceIdentity(raw_id=9, timestamp=NOW, key_index=2)
+    half = sign_device_identity(ACCOUNT, DEVICE.public, details, _fixed_rng)
+    signed = countersign_device_identity(DEVICE, half, _fixed_rng)
+    return {
+        "details": [details.to_bytes()],
+        "key_index_list": [KEY_INDEXES.to_bytes()],
+        "signed_list": [sign_key_index_list(ACCOUNT, KEY_INDEXES, _fixed_rng)],
+        "half": [half],
+        "signed": [signed],
+        "container": [wrap_pairing_identity(signed, ADV_SECRET)],
+    }
+
+
+def _adv_device(data: bytes) -> None:
+    verify_device_identity(data, device_identity=DEVICE.public, account_identity=ACCOUNT.public, key_index_list=KEY_INDEXES)
+
+
+def _adv(key: str) -> Callable[[], list[bytes]]:
+    return lambda: adv_seeds()[key]
 
 
 # --------------------------------------------------------------------------- the parsers
@@ -389,6 +433,13 @@ PARSERS = [
     Parser("transport.chat_connection", "client", functools.partial(_feed_chat, client=True), _tr("to_client_chat"), transport=True),
     Parser("transport.chat_connection", "stanza frame", _chat_frame, lambda: [encode_stanza(s) for s in STANZAS], transport=True),
     Parser("chat.envelope", "Envelope", Envelope.from_bytes, lambda: [Envelope(bytes(32), 2, b"body", bytes(range(32))).to_bytes()]),
+    Parser("whatsapp.adv", "DeviceIdentity", DeviceIdentity.from_bytes, _adv("details")),
+    Parser("whatsapp.adv", "KeyIndexList", KeyIndexList.from_bytes, _adv("key_index_list")),
+    Parser("whatsapp.adv", "verify_key_index_list", lambda d: verify_key_index_list(d, ACCOUNT.public), _adv("signed_list")),
+    Parser("whatsapp.adv", "countersign_device_identity", lambda d: countersign_device_identity(DEVICE, d, _fixed_rng), _adv("half")),
+    Parser("whatsapp.adv", "verify_device_identity", _adv_device, _adv("signed")),
+    Parser("whatsapp.adv", "unwrap_pairing_identity", lambda d: unwrap_pairing_identity(d, ADV_SECRET), _adv("container")),
+    Parser("whatsapp.padding", "unpad", unpad, lambda: [pad(b"plaintext", _fixed_rng)]),
     Parser("media.decryptor", "decrypt", _media, media_seeds),
     Parser("media.sidecar", "decrypt_sidecar_chunk", _media_sidecar, media_seeds, seeds_parse=False),
 ]
@@ -556,6 +607,15 @@ ENTRY_POINTS: dict[str, list[str]] = {
     "wacrypto.transport.noise_connection": ["NoiseConnection.receive_data", "NoiseConnection.next_event", "NoiseConnection.read_payloads"],
     "wacrypto.transport.chat_connection": ["ChatConnection.receive_data", "ChatConnection.next_event"],
     "wacrypto.chat.envelope": ["Envelope.from_bytes"],
+    "wacrypto.whatsapp.adv": [
+        "DeviceIdentity.from_bytes",
+        "KeyIndexList.from_bytes",
+        "verify_key_index_list",
+        "countersign_device_identity",
+        "verify_device_identity",
+        "unwrap_pairing_identity",
+    ],
+    "wacrypto.whatsapp.padding": ["unpad"],
     "wacrypto.media.decryptor": ["decrypt", "MediaDecryptor.update", "MediaDecryptor.finalize"],
     "wacrypto.media.sidecar": ["verify_sidecar_chunk", "decrypt_sidecar_chunk"],
 }
@@ -570,6 +630,9 @@ LOCAL_CONDITIONS: dict[str, dict[tuple[str, str], str]] = {
     "wacrypto.transport.noise_connection": {
         ("NoiseConnection.receive_data", "UsageError"): "bytes fed after the EOF",
         ("NoiseConnection.next_event", "ConnectionClosedError"): "EOF inside a frame or the handshake: no bytes at fault",
+    },
+    "wacrypto.whatsapp.adv": {
+        ("unwrap_pairing_identity", "InvalidArgumentError"): "the caller's pairing secret is not 32 bytes",
     },
     "wacrypto.media.decryptor": {
         ("MediaDecryptor._check_open", "UsageError"): "used after finalize",
@@ -713,6 +776,8 @@ NON_PEER_RAISES: dict[str, set[str]] = {
     "wacrypto.transport.noise_connection": {"ConnectionClosedError", "InvalidArgumentError", "UsageError"},
     "wacrypto.transport.chat_connection": {"HandshakeTimeoutError", "InvalidArgumentError", "KeepaliveTimeoutError"},
     "wacrypto.chat.envelope": {"InvalidArgumentError"},  # building our own envelope
+    "wacrypto.whatsapp.adv": {"InvalidArgumentError"},  # the caller's pairing secret
+    "wacrypto.whatsapp.padding": {"InvalidArgumentError"},  # padding our own plaintext
     "wacrypto.media.decryptor": {"InvalidArgumentError", "UsageError"},
     "wacrypto.media.sidecar": {"InvalidArgumentError"},
 }
