@@ -103,3 +103,9 @@ MAX_CORRESPONDENTS: Final = 10_000  # recipients remembered per client (most rec
 # --------------------------------------------------------------------------- WhatsApp device verification (ADV)
 MAX_ADV_MESSAGE_LEN: Final = 4096  # a signed device identity or key-index list is ~200 bytes
 MAX_KEY_INDEXES: Final = 1024  # valid key indexes in one account's list (WhatsApp allows a handful of devices)
+
+# --------------------------------------------------------------------------- retry receipts
+MAX_RETRY_COUNT: Final = 5  # retry receipts we send for one message before giving up (whatsmeow, Baileys)
+MAX_RETRY_COUNT_SEEN: Final = 255  # a count we still parse from another client (its own limit may differ)
+MAX_RETRY_REQUESTS: Final = 10  # retry receipts per (device, message) we answer; more is a flood
+RETRY_REBUILD_INTERVAL: Final = 3600.0  # seconds between session rebuilds for one address on count >= 2

@@ -24,7 +24,6 @@ HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "drivers" / "baileys_binary.js"
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 
 class Baileys:

@@ -14,7 +14,6 @@ from wacrypto.limits import MAX_STANZA_DEPTH
 from wacrypto.testing.stanzas import same_node, stanzas
 from wacrypto.wire.binary import Node, decode_node, decode_node_body, encode_node, encode_node_body
 
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
