@@ -109,3 +109,8 @@ MAX_RETRY_COUNT: Final = 5  # retry receipts we send for one message before givi
 MAX_RETRY_COUNT_SEEN: Final = 255  # a count we still parse from another client (its own limit may differ)
 MAX_RETRY_REQUESTS: Final = 10  # retry receipts per (device, message) we answer; more is a flood
 RETRY_REBUILD_INTERVAL: Final = 3600.0  # seconds between session rebuilds for one address on count >= 2
+
+# --------------------------------------------------------------------------- WhatsApp prekey lifecycle
+INITIAL_PREKEY_UPLOAD: Final = 812  # one-time prekeys a new device uploads (WhatsApp clients)
+PREKEY_LOW_WATER: Final = 5  # upload more when the server holds fewer than this
+PREKEY_UPLOAD_BATCH: Final = 50  # one-time prekeys per later upload
