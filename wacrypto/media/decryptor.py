@@ -137,8 +137,6 @@ class MediaDecryptor:
         self._plain_len = 0
         self._state = _OPEN
         self._split: SplitDecryptor | None = None
-        if self._memory is not None:
-            self._memory.buf = bytearray()
 
     def __repr__(self) -> str:
         return f"MediaDecryptor(media_type={self._type.value}, received={self.received})"
@@ -246,6 +244,8 @@ class MediaDecryptor:
         sink first (the in-memory one is emptied here). Also allowed after a failure."""
         if self._state == _FINISHED:
             raise UsageError("decryptor already finalized")
+        if self._memory is not None:
+            self._memory.buf = bytearray()
         self._start()
 
     def finalize(self) -> DecryptedMedia:
