@@ -245,9 +245,6 @@ class PreKeySignalMessage(_WireMessage):
         message: SignalMessage,
     ) -> PreKeySignalMessage:
         """Encode a PreKeySignalMessage around ``message`` (the fields are checked as a peer would)."""
-        ser = encode_prekey_message(
-            registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key, message.serialized
-        )
         if pre_key_id is not None and not 0 <= pre_key_id <= MAX_PREKEY_ID:
             raise InvalidArgumentError("prekey id out of range")
         if not 0 <= signed_pre_key_id <= MAX_PREKEY_ID or not 0 <= registration_id <= 0xFFFFFFFF:
@@ -255,6 +252,9 @@ class PreKeySignalMessage(_WireMessage):
         for key in (base_key, identity_key):
             if len(key) != PUBLIC_KEY_LEN or key[0] != KEY_TYPE_DJB:
                 raise InvalidArgumentError("base key and identity key must be 33-byte Curve25519 public keys")
+        ser = encode_prekey_message(
+            registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key, message.serialized
+        )
         return cls._make(
             CIPHERTEXT_VERSION, registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key, message, ser
         )
