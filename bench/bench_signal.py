@@ -15,6 +15,9 @@ Operations (each with the session record loaded, parsed, re-serialized and store
                  address; bundle with a one-time prekey.
   (d) setup/responder  parse + decrypt of the first PreKeySignalMessage from a fresh address
                  (X3DH as Bob, DH ratchet step, first decrypt, record stored, one-time prekey removed).
+  (e) sender key encrypt / decrypt  the group hot path through the pure layer only (core column):
+                 record parse, chain step, AES-CBC, XEdDSA sign (cached signer) or verify, serialize.
+                 bench/bench_groups.py measures the public GroupCipher and the fan-out.
 
 Columns:
 
@@ -33,7 +36,7 @@ Columns:
                  bench/peers/baileys by ``make bench``).
 
 Method: the process (and so its children) is pinned to one CPU; each figure is calibrated
-(warm-up, then batch size for ~0.25 s per round; ~0.03 s with --quick), measured for 5 rounds
+(warm-up, then batch size for ~0.25 s per round; ~0.03 s with --quick), measured for 5 rounds (--rounds)
 with ``time.perf_counter_ns`` and the median round is reported. Inputs that an operation
 consumes (messages to decrypt, bundles, PreKey messages) are prepared outside the timed region.
 Results go to bench/results/signal.{json,txt}. This is a benchmark, never a test: nothing here
@@ -76,8 +79,15 @@ from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.primitives.xeddsa import montgomery_to_edwards, xeddsa_sign  # noqa: E402
 from wacrypto.signal import ratchet  # noqa: E402
 from wacrypto.signal.bundle import PreKeyBundle  # noqa: E402
+from wacrypto.signal import senderkeys as sk  # noqa: E402
 from wacrypto.signal.records import PreKeyRecord  # noqa: E402
-from wacrypto.wire.messages import PreKeySignalMessage, SignalMessage, encode_prekey_message  # noqa: E402
+from wacrypto.signal.senderkeys import SenderKeyRecord  # noqa: E402
+from wacrypto.wire.messages import (  # noqa: E402
+    PreKeySignalMessage,
+    SenderKeyMessage,
+    SignalMessage,
+    encode_prekey_message,
+)
 
 RESULTS = ROOT / "bench" / "results"
 ROUNDS = 5
@@ -553,6 +563,45 @@ async def bench_core(timer: Timer, pt: bytes) -> dict[str, dict[str, Any]]:
     return out
 
 
+GROUP_OPS: list[tuple[str, str]] = [
+    ("group_encrypt", "(e) sender key: encrypt"),
+    ("group_decrypt", "(e) sender key: decrypt"),
+]
+
+
+def bench_group_core(timer: Timer, pt: bytes) -> dict[str, dict[str, Any]]:
+    """Sender keys through the pure layer: record bytes in a dict, parse, chain step, AES, XEdDSA, serialize."""
+    out: dict[str, dict[str, Any]] = {}
+    db = {"own": sk.new_own_record().to_bytes()}
+    signers = sk.SigningKeyCache()
+    trusted = SenderKeyRecord._trusted
+
+    def enc_once() -> bytes:
+        rec = trusted(db["own"])
+        body = sk.encrypt(rec, pt, signers=signers)
+        db["own"] = rec.to_bytes()
+        return body
+
+    out["group_encrypt"] = timer.sync(_loop(enc_once))
+    recv = SenderKeyRecord()
+    sk.process_distribution(recv, sk.create_distribution(trusted(db["own"])))
+    db["recv"] = recv.to_bytes()
+
+    def decrypt_batch(n: int) -> int:
+        bodies = [enc_once() for _ in range(n)]
+        pc = CLOCK
+        t0 = pc()
+        for body in bodies:
+            m = SenderKeyMessage.from_bytes(body)
+            rec = trusted(db["recv"])
+            sk.decrypt(rec, m)
+            db["recv"] = rec.to_bytes()
+        return pc() - t0
+
+    out["group_decrypt"] = timer.sync(decrypt_batch)
+    return out
+
+
 def bench_floor(timer: Timer, size: int) -> dict[str, dict[str, Any]]:
     f = Floor(size)
     return {op: timer.sync(_loop(getattr(f, op))) for op, _ in OPS}
@@ -696,7 +745,7 @@ def render(res: dict[str, Any]) -> str:
     def line(r: list[str]) -> str:
         return "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
     out = [
-        "wacrypto Signal v3 benchmark (µs per operation, median of 5 rounds; lower is better)",
+        f"wacrypto Signal v3 benchmark (µs per operation, median of {res['rounds']} rounds; lower is better)",
         f"date {info['date']}  cpu {info['cpu_model']} (pinned to cpu {info['pinned_cpu']}, "
         f"load at start {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])})",
         f"{info['python']}  wacrypto {info['wacrypto']}  cryptography {info['cryptography']}  "
@@ -707,6 +756,8 @@ def render(res: dict[str, Any]) -> str:
         line(hdr),
         line(["-" * x for x in widths]),
         *[line(r) for r in rows],
+        *[f"{label:<{widths[0]}}  core {f(us(res.get('group_core', {}), op)):>6} us (sender keys: pure layer only)"
+          for op, label in GROUP_OPS],
         "",
         "wacrypto = public async API (SessionCipher + MemoryKeyStore, one transaction/op, in trio.run);",
         "core     = pure sync core: parse record -> ratchet step -> serialize (no store/trust/async;",
@@ -777,8 +828,11 @@ def main() -> int:
         help="wall: time.perf_counter_ns (default); cpu: time.thread_time_ns, for a loaded machine"
         " (the peers keep their own wall clock)",
     )
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"measured rounds per figure (default {ROUNDS})")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
 
     cpu = pin(args.cpu, args.no_pin)
     global CLOCK
@@ -786,13 +840,13 @@ def main() -> int:
         CLOCK = time.thread_time_ns
     round_s = 0.03 if args.quick else 0.25
     peer_seconds = 0.15 if args.quick else 1.5
-    timer = Timer(round_s)
+    timer = Timer(round_s, args.rounds)
     pt = bytes(range(256)) * (args.size // 256) + bytes(range(args.size % 256))
     res: dict[str, Any] = {
         "machine": machine_info(cpu),
         "unit": "us/op",
         "plaintext_bytes": args.size,
-        "rounds": ROUNDS,
+        "rounds": args.rounds,
         "round_seconds": round_s,
         "peer_seconds": peer_seconds,
         "clock": "time.perf_counter_ns (wall)" if args.clock == "wall" else "time.thread_time_ns (thread CPU time)",
@@ -809,6 +863,8 @@ def main() -> int:
         res["wacrypto"] = await bench_wacrypto(timer, pt)
         log("calibrating: wacrypto core")
         res["core"] = await bench_core(timer, pt)
+        log("calibrating: sender keys core")
+        res["group_core"] = bench_group_core(timer, pt)
         await timer.run(log)
 
     trio.run(in_process)
