@@ -100,10 +100,7 @@ class Peer:
 
     async def reset(self) -> None:
         if self._store_factory is not None:
-            wipe = getattr(self.store, "wipe", None)
-            if wipe is None:
-                raise InvalidArgumentError("this store cannot be reset")
-            await wipe()
+            await self.store.wipe()
         else:
             self.store = MemoryKeyStore()
         self.cipher = SessionCipher(self.store)
