@@ -15,6 +15,9 @@
   plaintext (``on_message`` sees it again only if it had not returned); after it, the duplicate is
   acknowledged and dropped. The application sees each message exactly once as long as its handler
   is idempotent across a crash between its own commit and ours.
+* **unreadable**: what cannot be read goes to ``on_dropped``; what can never become readable
+  (garbage, forgeries) is acknowledged so the server forgets it, what fixing local state may make
+  readable (an unknown sender, a missing session) stays with the server: see :class:`Dropped`.
 
 Who is who: chatd routes by chat key (the 32-byte static key of each client's Noise connection);
 a :class:`Directory` maps Signal addresses to chat keys (in a deployment it comes from the server's

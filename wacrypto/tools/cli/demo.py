@@ -181,10 +181,15 @@ async def _party(
             await store.aclose()
 
 
+_STEP_TIMEOUT: Final = 30.0  # seconds any step of part 2 may take before the demo gives up
+
+
 async def _until(cond: Callable[[], bool]) -> None:
-    with trio.fail_after(30):
+    with trio.move_on_after(_STEP_TIMEOUT):
         while not cond():
             await trio.sleep(0.02)
+        return
+    raise CliFailure(f"a step of the chat part did not finish within {_STEP_TIMEOUT:g} s (is the machine very busy?)")
 
 
 async def chat_act(directory: Path, kind: str, mem: tuple[KeyStore, KeyStore]) -> int:
