@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, final
+from typing import final
 
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError
 from wacrypto.limits import (
-    KEY_TYPE_DJB,
     MAX_ADV_MESSAGE_LEN,
     MAX_PREKEY_ID,
     MAX_REGISTRATION_ID,
@@ -46,12 +45,19 @@ from wacrypto.limits import (
     SIGNATURE_LEN,
 )
 from wacrypto.signal.bundle import PreKeyBundle
+from wacrypto.whatsapp.stanzas import (
+    KEY_BUNDLE_TYPE,
+    SignedPreKey,
+    child,
+    child_bytes,
+    child_uint,
+    content_bytes,
+    parse_prekey_node,
+    prekey_node,
+)
 from wacrypto.wire.binary import Node
 
 __all__ = ["ResendAction", "ResendDecision", "RetryKeys", "RetryReceipt", "decide_resend", "next_retry"]
-
-KEY_BUNDLE_TYPE: Final = bytes((KEY_TYPE_DJB,))
-
 
 @final
 @dataclass(frozen=True, slots=True)
@@ -94,31 +100,25 @@ class RetryKeys:
     def to_node(self) -> Node:
         kids = [Node("type", {}, KEY_BUNDLE_TYPE), Node("identity", {}, self.identity)]
         if self.prekey is not None and self.prekey_id is not None:
-            kids.append(Node("key", {}, (Node("id", {}, self.prekey_id.to_bytes(3, "big")),
-                                         Node("value", {}, self.prekey))))
-        kids.append(Node("skey", {}, (Node("id", {}, self.signed_prekey_id.to_bytes(3, "big")),
-                                      Node("value", {}, self.signed_prekey),
-                                      Node("signature", {}, self.signed_prekey_signature))))
+            kids.append(prekey_node(self.prekey_id, self.prekey))
+        kids.append(SignedPreKey(self.signed_prekey_id, self.signed_prekey, self.signed_prekey_signature).to_node())
         if self.device_identity is not None:
             kids.append(Node("device-identity", {}, self.device_identity))
         return Node("keys", {}, tuple(kids))
 
     @classmethod
     def from_node(cls, keys: Node) -> RetryKeys:
-        if _bytes(keys, "type", 1) != KEY_BUNDLE_TYPE:
+        if child_bytes(keys, "type", 1) != KEY_BUNDLE_TYPE:
             raise InvalidMessageError("retry keys: unknown key type")
-        identity = _bytes(keys, "identity", 32)
-        skey = _child(keys, "skey")
+        skey = SignedPreKey.from_node(child(keys, "skey"))
         pk = keys.child("key")
+        pre = None if pk is None else parse_prekey_node(pk)
         dev = keys.child("device-identity")
         return cls(
-            identity=identity,
-            signed_prekey_id=int.from_bytes(_bytes(skey, "id", 3), "big"),
-            signed_prekey=_bytes(skey, "value", 32),
-            signed_prekey_signature=_bytes(skey, "signature", SIGNATURE_LEN),
-            prekey_id=None if pk is None else int.from_bytes(_bytes(pk, "id", 3), "big"),
-            prekey=None if pk is None else _bytes(pk, "value", 32),
-            device_identity=None if dev is None else _content_bytes(dev),
+            identity=child_bytes(keys, "identity", 32),
+            signed_prekey_id=skey.key_id, signed_prekey=skey.public, signed_prekey_signature=skey.signature,
+            prekey_id=None if pre is None else pre[0], prekey=None if pre is None else pre[1],
+            device_identity=None if dev is None else content_bytes(dev, max_len=MAX_ADV_MESSAGE_LEN),
         )
 
 
@@ -161,7 +161,7 @@ class RetryReceipt:
         """Parse a received retry receipt (``sender`` replaces ``to``: received receipts carry ``from``)."""
         if node.tag != "receipt" or node.attrs.get("type") != "retry":
             raise InvalidMessageError("not a retry receipt")
-        retry = _child(node, "retry")
+        retry = child(node, "retry")
         try:
             count = int(retry.attrs.get("count", ""))
         except ValueError:
@@ -175,30 +175,10 @@ class RetryReceipt:
         keys = node.child("keys")
         return cls(
             message_id=mid, to=chat, count=count, timestamp=retry.attrs.get("t", ""),
-            registration_id=int.from_bytes(_bytes(node, "registration", 4), "big"),
+            registration_id=child_uint(node, "registration", 4),
             participant=node.attrs.get("participant"), recipient=node.attrs.get("recipient"),
             keys=None if keys is None else RetryKeys.from_node(keys),
         )
-
-
-def _child(node: Node, tag: str) -> Node:
-    c = node.child(tag)
-    if c is None:
-        raise InvalidMessageError(f"<{node.tag}> has no <{tag}>")
-    return c
-
-
-def _content_bytes(node: Node) -> bytes:
-    if not isinstance(node.content, bytes):
-        raise InvalidMessageError(f"<{node.tag}> must hold bytes")
-    return node.content
-
-
-def _bytes(node: Node, tag: str, length: int) -> bytes:
-    v = _content_bytes(_child(node, tag))
-    if len(v) != length:
-        raise InvalidMessageError(f"<{tag}> must be {length} bytes, not {len(v)}")
-    return v
 
 
 # --------------------------------------------------------------------------- receiver
