@@ -6,7 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import trio
+
+from wacrypto.chat.client import ChatClientConfig, open_chat_client
+from wacrypto.chat.envelope import Envelope
+from wacrypto.chatd.server import load_trust_file
+from wacrypto.primitives.keys import KeyPair
 from wacrypto.testing.chatd_process import ChatdProcess, cli_env, free_port, wacrypto_cmd
+from wacrypto.transport.connection import AckReceived, KeepaliveSettings
 
 
 def connect(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -68,3 +75,30 @@ def test_bad_trust_file_is_a_usage_error(tmp_path: Path) -> None:
     bad.write_text("not hex")
     out = connect("--host", "127.0.0.1", "--ports", "1", "--trust", str(bad))
     assert out.returncode == 2 and "hex" in out.stderr
+
+
+async def test_chatd_run_applies_its_mailbox_limits(keydir: Path) -> None:
+    """`chatd run --mailbox-sender-limit 2`: a third envelope from one client to one recipient is
+    left unacknowledged (its sender keeps it); the server's acks come in order, so the ack of a
+    later raw message shows the third was refused, not slow."""
+    port = free_port()
+    server = ChatdProcess(keydir, [port], "--mailbox-sender-limit", "2")
+    server.start()
+    acks: list[str] = []
+    try:
+        config = ChatClientConfig(host="127.0.0.1", trusted_root=load_trust_file(keydir / "root.pub"),
+                                  static_key=KeyPair.generate(), ports=(port,), keepalive=KeepaliveSettings(interval=0))
+        async with open_chat_client(config) as client:
+            await client.wait_connected()
+            for i in range(3):
+                await client.send_message(Envelope(b"\x01" * 32, 2, b"body %d" % i).to_bytes(), id=f"m{i}")
+            await client.send_message(b"not an envelope", id="probe")
+            with trio.fail_after(30):
+                async for ev in client.events():
+                    if isinstance(ev, AckReceived):
+                        acks.append(ev.id)
+                        if ev.id == "probe":
+                            break
+    finally:
+        server.stop()
+    assert acks == ["m0", "m1", "probe"]

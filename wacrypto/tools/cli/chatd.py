@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from wacrypto.errors import InvalidArgumentError, TransportError, WacryptoError
+from wacrypto.limits import DEFAULT_MAILBOX_SENDER_LIMIT, DEFAULT_MAILBOX_STRANGER_LIMIT, DEFAULT_MAILBOX_TTL, MAILBOX_LIMIT
 from wacrypto.tools.cli.common import CliFailure, CliUsageError, leaves
 from wacrypto.primitives.keys import KeyPair, PrivateKey
 from wacrypto.transport.connection import KeepaliveSettings, MessageReceived, AckReceived, PongReceived
@@ -41,6 +42,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError("a number is needed") from None
     if not v > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number is needed") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return v
 
 
@@ -92,7 +103,11 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
     )
 
     async def main() -> None:
-        server = ChatdServer(keys, keepalive=keepalive, min_client_version=args.min_version, relay=args.relay)
+        server = ChatdServer(
+            keys, keepalive=keepalive, min_client_version=args.min_version, relay=args.relay,
+            mailbox_limit=args.mailbox_limit, mailbox_sender_limit=args.mailbox_sender_limit,
+            mailbox_stranger_limit=args.mailbox_stranger_limit, mailbox_ttl=args.mailbox_days * 86400.0,
+        )
         async with trio.open_nursery() as nursery:
             try:
                 bound = await nursery.start(server.serve, args.host, args.ports)
@@ -245,6 +260,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="carry envelopes between clients (wacrypto.chat.messenger), mailboxes kept in memory "
                           "(default); --no-relay only answers pings and acknowledges raw messages, and leaves "
                           "envelopes unacknowledged so the senders keep them")
+    run.add_argument("--mailbox-limit", type=_count, default=MAILBOX_LIMIT, metavar="N",
+                     help=f"relay: messages waiting for one recipient, at most (default {MAILBOX_LIMIT})")
+    run.add_argument("--mailbox-sender-limit", type=_count, default=DEFAULT_MAILBOX_SENDER_LIMIT, metavar="N",
+                     help=f"relay: of those, from one sender (default {DEFAULT_MAILBOX_SENDER_LIMIT})")
+    run.add_argument("--mailbox-stranger-limit", type=_count, default=DEFAULT_MAILBOX_STRANGER_LIMIT, metavar="N",
+                     help="relay: of those, from senders the recipient never wrote to, together "
+                          f"(default {DEFAULT_MAILBOX_STRANGER_LIMIT})")
+    run.add_argument("--mailbox-days", type=_positive, default=DEFAULT_MAILBOX_TTL / 86400, metavar="DAYS",
+                     help=f"relay: days a message waits unacknowledged before it is dropped "
+                          f"(default {DEFAULT_MAILBOX_TTL / 86400:g})")
     run.add_argument("--refuse-port", type=int, action="append", help="fault: close this port's listener")
     run.add_argument("--stall-port", type=int, action="append", help="fault: accept on this port, never answer")
     run.set_defaults(func=_cmd_chatd_run)
