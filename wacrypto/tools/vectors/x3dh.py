@@ -1,0 +1,113 @@
+"""X3DH: sessions started from a bundle with and without a one-time prekey, both roles.
+
+``X3DHResponder`` cases: the peer gets the responder's keys (``setup.new_identity``) and decrypts the
+initiator's PreKeySignalMessages (``steps``). ``X3DHInitiator`` cases: the peer processes a bundle
+(``bundle``); a bundle whose signed prekey is not signed by its identity key must be refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from wacrypto.primitives.keys import KeyPair, PrivateKey, clamp
+from wacrypto.primitives.xeddsa import xeddsa_sign
+from wacrypto.tools.vectors.common import VectorFile, family_rng, flip
+from wacrypto.tools.vectors.parties import Party, step
+from wacrypto.wire.messages import PreKeySignalMessage, encode_prekey_message
+
+FAMILY = "x3dh"
+
+NOTES = {
+    "OneTimePreKey": "The initiator used the bundle's one-time prekey (four DH outputs).",
+    "NoOneTimePreKey": "The bundle had no one-time prekey (three DH outputs; the message has no pre_key_id).",
+    "UnknownSignedPreKey": "The message names a signed prekey id the responder does not have.",
+    "UnknownPreKey": "The message names a one-time prekey id the responder does not have.",
+    "PreKeyReuse": "A second initiator uses a one-time prekey that the first one already consumed.",
+    "BadBundleSignature": "The bundle's signed prekey signature does not verify with its identity key.",
+    "BadKeyType": "A key of the bundle does not start with the type byte 0x05.",
+    "IdentityChange": "A PreKeySignalMessage from a known address carries a different identity key.",
+}
+
+
+async def _build(seed: str) -> dict[str, Any]:
+    rng = family_rng(seed, FAMILY)
+    f = VectorFile(FAMILY, "X3DH key agreement (Signal v3) as carried by PreKeySignalMessage", seed,
+                   "Two wacrypto SessionCiphers on memory stores with fixed keys, the seeded RNG and a fixed clock; "
+                   "the initiator processes the responder's bundle and encrypts.", NOTES)
+    resp = f.group("X3DHResponder", role="responder",
+                   procedure="new_identity(setup.new_identity); then decrypt every step in order")
+
+    async def session(with_prekey: bool, texts: list[bytes], *, reg: int) -> tuple[Party, Party, list[dict[str, Any]]]:
+        bob = await Party("bob", rng, registration_id=reg, signed_prekey_id=reg % 100 + 1, prekey_id=reg).setup()
+        alice = await Party("alice", rng, registration_id=reg + 1).setup()
+        await alice.cipher.process_bundle(bob.address, bob.bundle(with_prekey=with_prekey))
+        return bob, alice, [await alice.send(bob, t) for t in texts]
+
+    for with_prekey, flag in ((True, "OneTimePreKey"), (False, "NoOneTimePreKey")):
+        what = "with" if with_prekey else "without"
+        bob, alice, msgs = await session(with_prekey, [b"hello bob", b"second before any answer", b""], reg=1000 + with_prekey)
+        setup = {"new_identity": bob.new_identity()}
+        f.case(resp, f"first PreKeySignalMessage, bundle {what} one-time prekey", "valid", [flag],
+               setup=setup, steps=msgs[:1])
+        f.case(resp, f"three PreKeySignalMessages in order, {what} one-time prekey", "valid", [flag],
+               setup=setup, steps=msgs)
+        f.case(resp, f"three PreKeySignalMessages in reverse order, {what} one-time prekey", "valid", [flag],
+               setup=setup, steps=msgs[::-1])
+
+    bob, alice, msgs = await session(True, [b"hi"], reg=2000)
+    pm = PreKeySignalMessage.from_bytes(bytes.fromhex(msgs[0]["body"]))
+
+    def rebuilt(**kw: Any) -> str:
+        fields = dict(registration_id=pm.registration_id, pre_key_id=pm.pre_key_id, signed_pre_key_id=pm.signed_pre_key_id,
+                      base_key=pm.base_key, identity_key=pm.identity_key, inner=pm.message.serialized)
+        fields.update(kw)
+        return encode_prekey_message(**fields).hex()
+
+    setup = {"new_identity": bob.new_identity()}
+    f.case(resp, "message names signed prekey id + 1", "invalid", ["UnknownSignedPreKey"], setup=setup,
+           steps=[step(msgs[0], body=rebuilt(signed_pre_key_id=pm.signed_pre_key_id + 1), expect="reject",
+                       error="NoSignedPreKeyError"), msgs[0]])
+    f.case(resp, "message names one-time prekey id + 1", "invalid", ["UnknownPreKey"], setup=setup,
+           steps=[step(msgs[0], body=rebuilt(pre_key_id=(pm.pre_key_id or 0) + 1), expect="reject",
+                       error="NoPreKeyError"), msgs[0]])
+
+    carol = await Party("carol", rng, registration_id=2002).setup()
+    await carol.cipher.process_bundle(bob.address, bob.bundle(with_prekey=True))
+    c1 = await carol.send(bob, b"from carol")
+    f.case(resp, "a second initiator reuses the consumed one-time prekey", "invalid", ["OneTimePreKey", "PreKeyReuse"],
+           setup=setup, steps=[msgs[0], step(c1, expect="reject", error="NoPreKeyError")])
+
+    mallory = await Party("alice", rng, registration_id=2003).setup()
+    await mallory.cipher.process_bundle(bob.address, bob.bundle(with_prekey=False))
+    m1 = await mallory.send(bob, b"same name, new identity")
+    f.case(resp, "PreKeySignalMessage from a known address with a new identity key", "invalid", ["IdentityChange"],
+           setup=setup, steps=[msgs[0], step(m1, expect="reject", error="UntrustedIdentityError")])
+
+    init = f.group("X3DHInitiator", role="initiator",
+                   procedure="new_identity() with any keys; then process_bundle(remote='bob', bundle); valid = accepted")
+    b = bob.bundle(with_prekey=True).to_dict()
+    nb = bob.bundle(with_prekey=False).to_dict()
+    f.case(init, "bundle with one-time prekey", "valid", ["OneTimePreKey"], bundle=b)
+    f.case(init, "bundle without one-time prekey", "valid", ["NoOneTimePreKey"], bundle=nb)
+    sig = bytes.fromhex(b["signed_prekey_signature"])
+    f.case(init, "signature with a flipped bit in R", "invalid", ["BadBundleSignature"],
+           bundle={**b, "signed_prekey_signature": flip(sig, 0).hex()}, error="InvalidSignatureError")
+    f.case(init, "signature with a flipped bit in s", "invalid", ["BadBundleSignature"],
+           bundle={**b, "signed_prekey_signature": flip(sig, 40).hex()}, error="InvalidSignatureError")
+    f.case(init, "all-zero signature", "invalid", ["BadBundleSignature"],
+           bundle={**nb, "signed_prekey_signature": bytes(64).hex()}, error="InvalidSignatureError")
+    other = KeyPair(PrivateKey(clamp(rng(32))))
+    forged = xeddsa_sign(other.private.to_bytes(), bytes.fromhex(b["signed_prekey"]), rng(64))
+    f.case(init, "signed prekey signed by another identity key", "invalid", ["BadBundleSignature"],
+           bundle={**b, "signed_prekey_signature": forged.hex()}, error="InvalidSignatureError")
+    f.case(init, "signed prekey replaced by the one-time prekey (signature over the other key)", "invalid",
+           ["BadBundleSignature"], bundle={**b, "signed_prekey": b["prekey"]}, error="InvalidSignatureError")
+    f.case(init, "signed prekey with type byte 0x06", "invalid", ["BadKeyType"],
+           bundle={**b, "signed_prekey": "06" + b["signed_prekey"][2:]})
+    return f.to_json()
+
+
+def build(seed: str) -> dict[str, Any]:
+    return trio.run(_build, seed)
