@@ -153,22 +153,19 @@ class SqlTransaction:
                 self._put(HANDED, pid, True)
                 return pid, rec
             return None
-        # this transaction's own new prekeys first, then the stored ones, page by page
-        mine = sorted(k for (t, k), v in self.overlay.items() if t == "prekey" and v is not DELETED
-                      and self.overlay.get((HANDED, k)) is not True)
-        for pid in mine:
-            if self._prekeys.try_claim(self, pid):
-                self._put(HANDED, pid, True)
-                return pid, self.overlay[("prekey", pid)]
-        if self.wiped:
-            return None
+        # lowest id first, over the stored ones (page by page) and the ones this transaction stored
+        mine = {k for (t, k), v in self.overlay.items() if t == "prekey" and v is not DELETED
+                and self.overlay.get((HANDED, k)) is not True}
         rows, lane = self._rows, self._lane
         after: int | None = None
         while True:
-            page = await lane.call(lambda: lane.t_read(lambda c: rows.prekeys_not_handed_out(c, after, _PAGE)))
-            for pid in page:
-                if ("prekey", pid) in self.overlay or (HANDED, pid) in self.overlay:
-                    continue  # removed, replaced or marked here: decided above
+            page: list[int] = []
+            if not self.wiped:
+                page = await lane.call(lambda: lane.t_read(lambda c: rows.prekeys_not_handed_out(c, after, _PAGE)))
+            last = len(page) < _PAGE
+            cands = {p for p in page if ("prekey", p) not in self.overlay and (HANDED, p) not in self.overlay}
+            cands.update(m for m in mine if (after is None or m > after) and (last or m <= page[-1]))
+            for pid in sorted(cands):
                 held_before = pid in self.claims
                 if not self._prekeys.try_claim(self, pid):
                     continue  # a concurrent transaction of this process is using or handing it out
@@ -178,7 +175,7 @@ class SqlTransaction:
                     return pid, rec
                 if not held_before:
                     self._prekeys.release(self, pid)
-            if len(page) < _PAGE:
+            if last:
                 return None
             after = page[-1]
 
