@@ -19,10 +19,8 @@ _PAGE: Final = 32  # prekey ids read per page while looking for one to hand out
 
 
 def addr_key(a: Address | str) -> str:
+    """The lock and row name of an address."""
     return str(a)
-
-
-_addr_key = addr_key
 
 
 class PrekeyClaims:
@@ -124,11 +122,11 @@ class SqlTransaction:
         self._put("local", 1, identity)
 
     async def get_remote_identity(self, address: Address) -> bytes | None:
-        v = await self._get("identity", _addr_key(address))
+        v = await self._get("identity", addr_key(address))
         return v if isinstance(v, bytes) else None
 
     async def save_remote_identity(self, address: Address, identity_key: bytes) -> None:
-        self._put("identity", _addr_key(address), bytes(identity_key))
+        self._put("identity", addr_key(address), bytes(identity_key))
 
     # prekeys
     async def load_prekey(self, prekey_id: int) -> bytes | None:
@@ -221,14 +219,14 @@ class SqlTransaction:
 
     # sessions
     async def load_session(self, address: Address) -> bytes | None:
-        v = await self._get("session", _addr_key(address))
+        v = await self._get("session", addr_key(address))
         return v if isinstance(v, bytes) else None
 
     async def load_sessions(self, addresses: Sequence[Address]) -> dict[Address, bytes]:
         out: dict[Address, bytes] = {}
         missing: dict[str, Address] = {}
         for a in addresses:
-            k = ("session", _addr_key(a))
+            k = ("session", addr_key(a))
             if k in self.overlay:
                 v = self.overlay[k]
             elif self.wiped:
@@ -250,14 +248,14 @@ class SqlTransaction:
         return out
 
     async def store_session(self, address: Address, record: bytes) -> None:
-        self._put("session", _addr_key(address), bytes(record))
+        self._put("session", addr_key(address), bytes(record))
 
     async def store_sessions(self, records: dict[Address, bytes]) -> None:
         for a, r in records.items():
-            self._put("session", _addr_key(a), bytes(r))
+            self._put("session", addr_key(a), bytes(r))
 
     async def delete_session(self, address: Address) -> None:
-        self._put("session", _addr_key(address), DELETED)
+        self._put("session", addr_key(address), DELETED)
 
     async def list_sessions(self) -> list[Address]:
         return sorted(Address.parse(k) for k in await self._keys("session"))
@@ -267,14 +265,14 @@ class SqlTransaction:
 
     # sender keys
     async def load_sender_key(self, group_id: str, sender: Address) -> bytes | None:
-        v = await self._get("senderkey", (group_id, _addr_key(sender)))
+        v = await self._get("senderkey", (group_id, addr_key(sender)))
         return v if isinstance(v, bytes) else None
 
     async def store_sender_key(self, group_id: str, sender: Address, record: bytes) -> None:
-        self._put("senderkey", (group_id, _addr_key(sender)), bytes(record))
+        self._put("senderkey", (group_id, addr_key(sender)), bytes(record))
 
     async def delete_sender_key(self, group_id: str, sender: Address) -> None:
-        self._put("senderkey", (group_id, _addr_key(sender)), DELETED)
+        self._put("senderkey", (group_id, addr_key(sender)), DELETED)
 
     # meta
     async def get_meta(self, key: str) -> bytes | None:
