@@ -26,6 +26,7 @@ registry; the demo and tests fill it in directly).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +39,7 @@ import trio
 from wacrypto.address import Address
 from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client
 from wacrypto.chat.events import ClientEvent, ClientState, StateChanged
+from wacrypto.chat.metrics import MessengerMetrics
 from wacrypto.session.cipher import SessionCipher
 from wacrypto.errors import (
     DuplicateMessageError,
@@ -121,6 +123,22 @@ OnMessage = Callable[[Address, bytes], Awaitable[None]]
 
 
 @final
+@dataclass(frozen=True, slots=True)
+class MessengerHealth:
+    """What :meth:`Messenger.health` reports (also the ``wacrypto_outbox_depth`` gauge)."""
+
+    state: str  # the chat connection: connected, connecting, backoff, closed...
+    outbox_depth: int  # messages the server has not acknowledged yet
+    oldest_outbox_age: float  # seconds since the oldest of them was sent (0 when empty)
+    in_flight: int  # sent on this connection, acknowledgement awaited
+    sent: int
+    acked: int
+    delivered: int
+    dropped: int
+    reconnects: int
+
+
+@final
 class Messenger:
     """Durable send and exactly-once receive over ``client`` (see the module docstring).
 
@@ -140,8 +158,10 @@ class Messenger:
         *,
         on_dropped: Callable[[Dropped], Awaitable[None]] | None = None,
         on_event: Callable[[ClientEvent], Awaitable[None]] | None = None,
+        metrics: MessengerMetrics | None = None,
     ) -> None:
         self.cipher = cipher
+        self.metrics = metrics
         self.client = client
         self.directory = directory
         self._on_message = on_message
@@ -166,6 +186,8 @@ class Messenger:
         self._handled_wake = trio.Event()
         self._to_remove: list[str] = []
         self._removed_wake = trio.Event()
+        self._received_at: dict[bytes, float] = {}  # handled, not yet marked: when it arrived (metrics)
+        self._connections = 0
 
     def __repr__(self) -> str:
         return f"Messenger(sent={self.sent}, acked={self.acked}, delivered={self.delivered}, dropped={self.dropped})"
@@ -191,6 +213,17 @@ class Messenger:
         """Messages in the outbox (not yet acknowledged by the server)."""
         async with self.cipher.store.transaction() as tx:
             return await tx.count_outbox()
+
+    async def health(self) -> MessengerHealth:
+        """Connection state, outbox depth and the age of its oldest message, and the counters."""
+        async with self.cipher.store.transaction() as tx:
+            depth = await tx.count_outbox()
+            oldest = await tx.outbox_list(limit=1)
+        age = max(0.0, time.time() - oldest[0].created_at) if oldest else 0.0
+        if self.metrics is not None:
+            self.metrics.outbox_depth.set(depth)
+        return MessengerHealth(self.client.state.name.lower(), depth, age, len(self._inflight), self.sent,
+                               self.acked, self.delivered, self.dropped, max(0, self._connections - 1))
 
     async def _flusher(self) -> None:
         """Hand queued messages to the connection in order; after each (re)connection, the whole
@@ -218,6 +251,8 @@ class Messenger:
                     self._inflight[mid] = trio.current_time()
                     await self.client.send_message(Envelope(key, msg_type, body).to_bytes(), id=mid)
                     self.sent += 1
+                    if self.metrics is not None:
+                        self.metrics.sent.inc()
         except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
             return  # the client closed: nothing more can be sent; the outbox keeps the rest
 
@@ -244,6 +279,7 @@ class Messenger:
     # ------------------------------------------------------------------ receiving
     async def _receive(self, evs: list[MessageReceived]) -> None:
         """Read delivered messages: those of one sender in one store transaction, in order."""
+        arrived = trio.current_time()
         by_sender: dict[Address, list[tuple[MessageReceived, Envelope]]] = {}
         for ev in evs:
             try:
@@ -277,6 +313,8 @@ class Messenger:
                 elif got.digest not in self._handled_digests:  # else: handled a moment ago, ack on its way
                     await self._on_message(sender, got.plaintext)
                     self._handled_digests.add(got.digest)
+                    if self.metrics is not None:
+                        self._received_at[got.digest] = arrived
                     self._handled.append((sender, got.digest, ev.id))
                     self._handled_wake.set()
 
@@ -284,6 +322,8 @@ class Messenger:
         self, ev: MessageReceived, sender: Address | None, exc: PeerError | MissingStateError, *, final: bool
     ) -> None:
         self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.decrypt_failures.labels(kind=type(exc).__name__, final=str(final).lower()).inc()
         if self._on_dropped is not None:
             await self._on_dropped(Dropped(ev.id, sender, exc, final))
         if final:
@@ -318,10 +358,16 @@ class Messenger:
             return
         await self.cipher.mark_handled_many([(a, d) for a, d, _ in batch])
         del self._handled[: len(batch)]  # (only appended to meanwhile)
+        now = trio.current_time()
         for _, digest, mid in batch:
             self._handled_digests.discard(digest)
             self._ack(mid)
             self.delivered += 1
+            if self.metrics is not None:
+                self.metrics.received.inc()
+                t0 = self._received_at.pop(digest, None)
+                if t0 is not None:
+                    self.metrics.handle_latency.observe(now - t0)
 
     async def _remover(self) -> None:
         """Delete acknowledged outbox rows in batches (one commit for all that are waiting)."""
@@ -336,6 +382,8 @@ class Messenger:
                     for mid in ids:
                         if await tx.outbox_remove(mid):
                             self.acked += 1
+                            if self.metrics is not None:
+                                self.metrics.acked.inc()
             except BaseException:
                 self._to_remove[:0] = ids  # not deleted: try again (they stay in _acked_ids)
                 raise
@@ -344,7 +392,9 @@ class Messenger:
                 self._wake.set()  # the next batch of a long outbox
 
     def _acked(self, ev: AckReceived) -> None:
-        self._inflight.pop(ev.id, None)
+        sent_at = self._inflight.pop(ev.id, None)
+        if self.metrics is not None and sent_at is not None:
+            self.metrics.send_latency.observe(trio.current_time() - sent_at)
         self._acked_ids.add(ev.id)
         self._to_remove.append(ev.id)
         self._removed_wake.set()
@@ -381,6 +431,9 @@ class Messenger:
                         self._acked(ev)
                     else:
                         if isinstance(ev, StateChanged) and ev.state is ClientState.CONNECTED:
+                            self._connections += 1
+                            if self.metrics is not None and self._connections > 1:
+                                self.metrics.reconnects.inc()
                             self._reconnected()
                         if self._on_event is not None:
                             await self._on_event(ev)
@@ -410,11 +463,12 @@ async def open_messenger(
     *,
     on_dropped: Callable[[Dropped], Awaitable[None]] | None = None,
     on_event: Callable[[ClientEvent], Awaitable[None]] | None = None,
+    metrics: MessengerMetrics | None = None,
 ) -> AsyncIterator[Messenger]:
     """Open the chat connection described by ``config`` and run a :class:`Messenger` on it until the
     block ends (the store behind ``cipher`` stays the caller's to close)."""
     async with open_chat_client(config) as client, trio.open_nursery() as nursery:
-        m = Messenger(cipher, client, directory, on_message, on_dropped=on_dropped, on_event=on_event)
+        m = Messenger(cipher, client, directory, on_message, on_dropped=on_dropped, on_event=on_event, metrics=metrics)
         await nursery.start(m.run)
         yield m
         nursery.cancel_scope.cancel()
