@@ -143,7 +143,7 @@ def run_signal_case(peer: Caller, group: dict[str, Any], tc: dict[str, Any], *, 
         raise _Mismatch(f"no peer procedure for group type {kind}")
 
 
-LocalCheck = Callable[[dict[str, Any], dict[str, Any]], None]
+LocalCheck = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], None]  # (file, group, case)
 
 
 def _local_checks() -> dict[str, LocalCheck]:
@@ -198,7 +198,7 @@ def check_suite(suite: dict[str, dict[str, Any]], peer_argv: Sequence[str] | Non
                                 res.outcome = UNSUPPORTED
                                 res.detail = "not in the peer protocol"
                             else:
-                                local_checks[group["type"]](group, tc)
+                                local_checks[group["type"]](data, group, tc)
                         else:
                             if client is None:
                                 client = fresh()

@@ -114,11 +114,8 @@ async def _build(seed: str) -> dict[str, Any]:
     pm = PreKeySignalMessage.from_bytes(pbody)
     inner = pm.message.serialized
 
-    def pre(inner_: bytes, **kw: Any) -> bytes:
-        fields = dict(registration_id=pm.registration_id, pre_key_id=pm.pre_key_id, signed_pre_key_id=pm.signed_pre_key_id,
-                      base_key=pm.base_key, identity_key=pm.identity_key, inner=inner_)
-        fields.update(kw)
-        return encode_prekey_message(**fields)
+    def pre(inner_: bytes, *, base_key: bytes = pm.base_key, identity_key: bytes = pm.identity_key) -> bytes:
+        return encode_prekey_message(pm.registration_id, pm.pre_key_id, pm.signed_pre_key_id, base_key, identity_key, inner_)
 
     def pcase(comment: str, flags: list[str], body_: bytes, error: str) -> None:
         f.case(g, comment, "invalid", [*flags, "StateSafety"], setup=fresh,

@@ -59,11 +59,9 @@ async def _build(seed: str) -> dict[str, Any]:
     bob, alice, msgs = await session(True, [b"hi"], reg=2000)
     pm = PreKeySignalMessage.from_bytes(bytes.fromhex(msgs[0]["body"]))
 
-    def rebuilt(**kw: Any) -> str:
-        fields = dict(registration_id=pm.registration_id, pre_key_id=pm.pre_key_id, signed_pre_key_id=pm.signed_pre_key_id,
-                      base_key=pm.base_key, identity_key=pm.identity_key, inner=pm.message.serialized)
-        fields.update(kw)
-        return encode_prekey_message(**fields).hex()
+    def rebuilt(*, signed_pre_key_id: int = pm.signed_pre_key_id, pre_key_id: int | None = pm.pre_key_id) -> str:
+        return encode_prekey_message(pm.registration_id, pre_key_id, signed_pre_key_id, pm.base_key, pm.identity_key,
+                                     pm.message.serialized).hex()
 
     setup = {"new_identity": bob.new_identity()}
     f.case(resp, "message names signed prekey id + 1", "invalid", ["UnknownSignedPreKey"], setup=setup,
