@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import trio
 
+from wacrypto.errors import WacryptoError
+from wacrypto.tools.vectors.common import Mismatch
 from wacrypto.tools.vectors.peerclient import PeerBroken, PeerClient, PeerFailure
 
 __all__ = ["CaseResult", "FamilyRow", "Caller", "LocalPeer", "check_suite", "format_table", "load_suite"]
@@ -71,10 +73,6 @@ class LocalPeer:
             raise PeerFailure(_error_text(exc)) from None
 
 
-class _Mismatch(Exception):
-    pass
-
-
 def _expect_steps(peer: Caller, steps: Sequence[dict[str, Any]], *, probes: bool) -> None:
     for i, s in enumerate(steps):
         if s.get("probe") and not probes:
@@ -88,12 +86,12 @@ def _expect_steps(peer: Caller, steps: Sequence[dict[str, Any]], *, probes: bool
             if exc.unsupported:
                 raise
             if expect == "plaintext":
-                raise _Mismatch(f"step {i + 1}: rejected ({exc.name}), expected plaintext") from None
+                raise Mismatch(f"step {i + 1}: rejected ({exc.name}), expected plaintext") from None
             continue
         if expect == "reject":
-            raise _Mismatch(f"step {i + 1}: accepted, expected a rejection ({s.get('error', 'any error')})")
+            raise Mismatch(f"step {i + 1}: accepted, expected a rejection ({s.get('error', 'any error')})")
         if got.get("plaintext") != s["plaintext"]:
-            raise _Mismatch(f"step {i + 1}: wrong plaintext")
+            raise Mismatch(f"step {i + 1}: wrong plaintext")
 
 
 def _setup(peer: Caller, setup: dict[str, Any] | None) -> None:
@@ -107,7 +105,7 @@ def _setup(peer: Caller, setup: dict[str, Any] | None) -> None:
 
 
 def run_signal_case(peer: Caller, group: dict[str, Any], tc: dict[str, Any], *, probes: bool = False) -> None:
-    """Run one Signal-family case against ``peer``; raise :class:`_Mismatch` if it does not conform."""
+    """Run one Signal-family case against ``peer``; raise :class:`Mismatch` if it does not conform."""
     kind = group["type"]
     result = tc["result"]
     if kind in ("XEdDSASign", "XEdDSAVerify"):
@@ -118,7 +116,7 @@ def run_signal_case(peer: Caller, group: dict[str, Any], tc: dict[str, Any], *, 
                 raise
             ok = False
         if result == "valid" and ok is not True or result == "invalid" and ok is not False:
-            raise _Mismatch(f"verify returned {ok}")
+            raise Mismatch(f"verify returned {ok}")
     elif kind == "X3DHInitiator":
         peer.call("new_identity")
         try:
@@ -127,20 +125,20 @@ def run_signal_case(peer: Caller, group: dict[str, Any], tc: dict[str, Any], *, 
             if exc.unsupported:
                 raise
             if result == "valid":
-                raise _Mismatch(f"bundle refused ({exc.name})") from None
+                raise Mismatch(f"bundle refused ({exc.name})") from None
             return
         if result == "invalid":
-            raise _Mismatch("bundle accepted")
+            raise Mismatch("bundle accepted")
     elif kind == "Fingerprint":
         got = peer.call("fingerprint", local_id=tc["local_id"], local_identity=tc["local_identity"],
                         remote_id=tc["remote_id"], remote_identity=tc["remote_identity"], iterations=tc["iterations"])
         if got.get("display") != tc["display"] or got.get("scannable") != tc["scannable"]:
-            raise _Mismatch("different safety number")
+            raise Mismatch("different safety number")
     elif "steps" in tc:
         _setup(peer, tc.get("setup"))
         _expect_steps(peer, tc["steps"], probes=probes)
     else:
-        raise _Mismatch(f"no peer procedure for group type {kind}")
+        raise Mismatch(f"no peer procedure for group type {kind}")
 
 
 LocalCheck = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], None]  # (file, group, case)
@@ -192,6 +190,8 @@ def check_suite(suite: dict[str, dict[str, Any]], peer_argv: Sequence[str] | Non
                 for tc in group["tests"]:
                     row.cases += 1
                     res = CaseResult(fam, tc["tcId"], PASS)
+                    if client is None and group["type"] not in local_checks:
+                        client = fresh()  # a peer that cannot start at all ends the run (PeerBroken)
                     try:
                         if group["type"] in local_checks:
                             if peer_argv is not None:
@@ -199,11 +199,9 @@ def check_suite(suite: dict[str, dict[str, Any]], peer_argv: Sequence[str] | Non
                                 res.detail = "not in the peer protocol"
                             else:
                                 local_checks[group["type"]](data, group, tc)
-                        else:
-                            if client is None:
-                                client = fresh()
+                        elif client is not None:
                             run_signal_case(client, group, tc)
-                    except _Mismatch as exc:
+                    except Mismatch as exc:
                         res.outcome, res.detail = FAIL, str(exc)
                     except PeerFailure as exc:
                         if exc.unsupported:
@@ -213,8 +211,8 @@ def check_suite(suite: dict[str, dict[str, Any]], peer_argv: Sequence[str] | Non
                     except PeerBroken as exc:
                         res.outcome, res.detail = FAIL, f"peer broke: {exc}"
                         client = None
-                    except AssertionError as exc:  # a local check that does not hold
-                        res.outcome, res.detail = FAIL, str(exc) or "check failed"
+                    except (WacryptoError, KeyError, ValueError, TypeError) as exc:  # wacrypto refused a valid case,
+                        res.outcome, res.detail = FAIL, f"{type(exc).__name__}: {exc}"  # or the case is malformed
                     if res.outcome == PASS:
                         row.passed += 1
                     elif res.outcome == FAIL:

@@ -22,11 +22,21 @@ from typing import Any, Final
 import wacrypto
 from wacrypto.testing.rng import SeededRng
 
-__all__ = ["SUITE", "SUITE_VERSION", "DEFAULT_SEED", "VectorFile", "family_rng", "dump"]
+__all__ = ["SUITE", "SUITE_VERSION", "DEFAULT_SEED", "Mismatch", "VectorFile", "expect", "family_rng", "dump", "flip"]
 
 SUITE: Final = "wacrypto-vectors"
 SUITE_VERSION: Final = 1
 DEFAULT_SEED: Final = "wacrypto-vectors-1"
+
+
+class Mismatch(Exception):
+    """An implementation's answer differs from what a vector case expects."""
+
+
+def expect(condition: bool, what: str) -> None:
+    """Raise :class:`Mismatch` with ``what`` unless ``condition`` (an ``assert`` that ``-O`` keeps)."""
+    if not condition:
+        raise Mismatch(what)
 
 
 def family_rng(seed: str, family: str) -> SeededRng:
