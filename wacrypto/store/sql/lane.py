@@ -40,7 +40,7 @@ class _Req:
 
 
 class Lane:
-    """One connection, its request batching and its epochs (see the module docstring)."""
+    """One connection, its request batching and its epochs (how they run: :mod:`wacrypto.store.sql.engine`)."""
 
     def __init__(self, dialect: Dialect, rows: Rows, fence: Callable[[Conn], None], index: int) -> None:
         self.dialect = dialect
