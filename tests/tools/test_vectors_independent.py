@@ -143,8 +143,8 @@ def _d_state(initiator: bool, static: str, ephemeral: str, prologue: bytes) -> A
 
 def _fields(message_hex: str, kind: str) -> bytes:
     """ephemeral || static || payload of a serialized HandshakeMessage, parsed by hand here (field
-    numbers from proto/noise.proto: client_hello 2, server_hello 3, client_finish 4; ephemeral 1,
-    static 2, payload 3)."""
+    numbers from proto/noise.proto: client_hello 2, server_hello 3, client_finish 4; in the hellos
+    ephemeral 1, static 2, payload 3; in the finish static 1, payload 2: number order is token order)."""
     data = bytes.fromhex(message_hex)
 
     def fields(buf: bytes) -> dict[int, bytes]:

@@ -93,3 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--family", action="append", metavar="NAME", help="check only this family (repeatable)")
     c.add_argument("--verbose", "-v", action="store_true", help="list each failing case")
     c.set_defaults(func=_check)
+
+    from wacrypto.tools.conformance import register as register_conformance
+
+    register_conformance(sub)  # `wacrypto conformance`: state safety, built on the same suite

@@ -28,6 +28,7 @@ NOTES = {
     "BadBundleSignature": "The bundle's signed prekey signature does not verify with its identity key.",
     "BadKeyType": "A key of the bundle does not start with the type byte 0x05.",
     "IdentityChange": "A PreKeySignalMessage from a known address carries a different identity key.",
+    "StateSafety": "The last step (probe) is a valid message that must decrypt after the rejection.",
 }
 
 
@@ -56,7 +57,7 @@ async def _build(seed: str) -> dict[str, Any]:
         f.case(resp, f"three PreKeySignalMessages in reverse order, {what} one-time prekey", "valid", [flag],
                setup=setup, steps=msgs[::-1])
 
-    bob, alice, msgs = await session(True, [b"hi"], reg=2000)
+    bob, alice, msgs = await session(True, [b"hi", b"still alice"], reg=2000)
     pm = PreKeySignalMessage.from_bytes(bytes.fromhex(msgs[0]["body"]))
 
     def rebuilt(*, signed_pre_key_id: int = pm.signed_pre_key_id, pre_key_id: int | None = pm.pre_key_id) -> str:
@@ -64,24 +65,24 @@ async def _build(seed: str) -> dict[str, Any]:
                                      pm.message.serialized).hex()
 
     setup = {"new_identity": bob.new_identity()}
-    f.case(resp, "message names signed prekey id + 1", "invalid", ["UnknownSignedPreKey"], setup=setup,
+    f.case(resp, "message names signed prekey id + 1", "invalid", ["UnknownSignedPreKey", "StateSafety"], setup=setup,
            steps=[step(msgs[0], body=rebuilt(signed_pre_key_id=pm.signed_pre_key_id + 1), expect="reject",
-                       error="NoSignedPreKeyError"), msgs[0]])
-    f.case(resp, "message names one-time prekey id + 1", "invalid", ["UnknownPreKey"], setup=setup,
+                       error="NoSignedPreKeyError"), {**msgs[0], "probe": True}])
+    f.case(resp, "message names one-time prekey id + 1", "invalid", ["UnknownPreKey", "StateSafety"], setup=setup,
            steps=[step(msgs[0], body=rebuilt(pre_key_id=(pm.pre_key_id or 0) + 1), expect="reject",
-                       error="NoPreKeyError"), msgs[0]])
+                       error="NoPreKeyError"), {**msgs[0], "probe": True}])
 
     carol = await Party("carol", rng, registration_id=2002).setup()
     await carol.cipher.process_bundle(bob.address, bob.bundle(with_prekey=True))
     c1 = await carol.send(bob, b"from carol")
-    f.case(resp, "a second initiator reuses the consumed one-time prekey", "invalid", ["OneTimePreKey", "PreKeyReuse"],
-           setup=setup, steps=[msgs[0], step(c1, expect="reject", error="NoPreKeyError")])
+    f.case(resp, "a second initiator reuses the consumed one-time prekey", "invalid", ["OneTimePreKey", "PreKeyReuse", "StateSafety"],
+           setup=setup, steps=[msgs[0], step(c1, expect="reject", error="NoPreKeyError"), {**msgs[1], "probe": True}])
 
     mallory = await Party("alice", rng, registration_id=2003).setup()
     await mallory.cipher.process_bundle(bob.address, bob.bundle(with_prekey=False))
     m1 = await mallory.send(bob, b"same name, new identity")
-    f.case(resp, "PreKeySignalMessage from a known address with a new identity key", "invalid", ["IdentityChange"],
-           setup=setup, steps=[msgs[0], step(m1, expect="reject", error="UntrustedIdentityError")])
+    f.case(resp, "PreKeySignalMessage from a known address with a new identity key", "invalid", ["IdentityChange", "StateSafety"],
+           setup=setup, steps=[msgs[0], step(m1, expect="reject", error="UntrustedIdentityError"), {**msgs[1], "probe": True}])
 
     init = f.group("X3DHInitiator", role="initiator",
                    procedure="new_identity() with any keys; then process_bundle(remote='bob', bundle); valid = accepted")
