@@ -40,7 +40,10 @@ def test_generate_twice_gives_identical_files(suite_dir: Path, tmp_path: Path) -
     generate(tmp_path / "again")
     first = {p.name: p.read_bytes() for p in suite_dir.iterdir()}
     second = {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()}
-    assert first.keys() == {f"{f}.json" for f in FAMILIES} | {"schema.json"}
+    assert first.keys() == {f"{f}.json" for f in FAMILIES} | {"schema.json", "README.md"}
+    readme = first["README.md"].decode()
+    for fam in FAMILIES:
+        assert f"| `{fam}.json` |" in readme
     assert first == second
     generate(tmp_path / "other", seed="another seed", families=("xeddsa",))
     assert (tmp_path / "other" / "xeddsa.json").read_bytes() != first["xeddsa.json"]

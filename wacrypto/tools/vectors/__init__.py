@@ -31,14 +31,21 @@ def build_all(seed: str = DEFAULT_SEED, families: tuple[str, ...] = FAMILIES) ->
 
 
 def generate(directory: Path, seed: str = DEFAULT_SEED, families: tuple[str, ...] = FAMILIES) -> list[Path]:
-    """Write one ``<family>.json`` per family and ``schema.json`` into ``directory`` (created if missing)."""
+    """Write one ``<family>.json`` per family, ``schema.json`` and ``README.md`` (the format in prose) into
+    ``directory`` (created if missing)."""
+    from wacrypto.tools.vectors.readme import readme
+
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for fam, data in build_all(seed, families).items():
+    files = build_all(seed, families)
+    for fam, data in files.items():
         p = directory / f"{fam}.json"
         p.write_text(dump(data), encoding="utf-8")
         written.append(p)
     p = directory / "schema.json"
     p.write_text(dump(SCHEMA), encoding="utf-8")
+    written.append(p)
+    p = directory / "README.md"
+    p.write_text(readme(files), encoding="utf-8")
     written.append(p)
     return written

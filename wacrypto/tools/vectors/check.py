@@ -159,7 +159,10 @@ def load_suite(directory: Path) -> dict[str, dict[str, Any]]:
         data = json.loads(p.read_text())
         if isinstance(data, dict) and "family" in data:
             out[str(data["family"])] = data
-    return out
+    from wacrypto.tools.vectors import FAMILIES
+
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
 def check_suite(suite: dict[str, dict[str, Any]], peer_argv: Sequence[str] | None = None,

@@ -31,7 +31,7 @@ def _generate(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliUsageError(f"{out} exists and is not a folder")
     written = generate(out, args.seed)
-    total = sum(json.loads(p.read_text())["numberOfTests"] for p in written if p.name != "schema.json")
+    total = sum(json.loads(p.read_text())["numberOfTests"] for p in written if p.suffix == ".json" and p.name != "schema.json")
     print(f"wrote {len(written)} files, {total} test cases, to {out}")
     return 0
 
