@@ -88,6 +88,9 @@ def test_the_suite_covers_what_implementers_need(suite_dir: Path) -> None:
     assert {"XEdDSASign", "XEdDSAVerify"} <= types("xeddsa")
     assert all("random" in t for g, t in _cases(files["xeddsa"]) if g["type"] == "XEdDSASign")
     assert {"OneTimePreKey", "NoOneTimePreKey", "BadBundleSignature", "IdentityChange", "PreKeyReuse"} <= flags("x3dh")
+    agreement = [t for g, t in _cases(files["x3dh"]) if g["type"] == "X3DHKeyAgreement"]
+    assert [("dh4_ek_a_opk_b" in t) for t in agreement] == [True, False]
+    assert all(len(bytes.fromhex(t["master_secret"])) == 32 * (5 if "dh4_ek_a_opk_b" in t else 4) for t in agreement)
     assert {"OutOfOrder", "SkippedKeys", "PreviousChain", "ArchivedSession", "RatchetStep", "ForwardJump"} <= flags("ratchet")
     assert {"BadMac", "TamperedCiphertext", "Truncated", "BadVersion", "BadKeyType", "WrongType", "Duplicate",
             "SkippedKeyReplay", "TooFarAhead", "NoSession", "Garbage", "StateSafety"} <= flags("invalid_messages")

@@ -11,11 +11,84 @@ from typing import Any
 
 import trio
 
-from wacrypto.primitives.keys import KeyPair, PrivateKey, clamp
+import hashlib
+import hmac
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from wacrypto.primitives.keys import KeyPair, PrivateKey, Rng, clamp, x25519
 from wacrypto.primitives.xeddsa import xeddsa_sign
 from wacrypto.tools.vectors.common import VectorFile, family_rng, flip
 from wacrypto.tools.vectors.parties import Party, step
 from wacrypto.wire.messages import PreKeySignalMessage, encode_prekey_message
+
+_MAC_LEN = 8
+
+
+class _RecordingRng:
+    """Passes draws through and keeps the 32-byte ones (to find the initiator's base and ratchet keys)."""
+
+    def __init__(self, rng: Rng) -> None:
+        self._rng = rng
+        self.draws: list[bytes] = []
+
+    def __call__(self, n: int) -> bytes:
+        out = self._rng(n)
+        if n == 32:
+            self.draws.append(out)
+        return out
+
+    def private_of(self, public33: bytes) -> bytes:
+        for d in self.draws:
+            if PrivateKey(clamp(d)).public_key().to_bytes() == public33:
+                return clamp(d)
+        raise LookupError("no recorded draw gives this public key")
+
+
+def _hkdf(ikm: bytes, salt: bytes | None, info: bytes, n: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=n, salt=salt, info=info).derive(ikm)
+
+
+def _derivation(alice: Party, bob: Party, rec: _RecordingRng, first: dict[str, Any], with_prekey: bool) -> dict[str, Any]:
+    """Every intermediate value of X3DH and the first message key, computed here from the private keys
+    (with `cryptography`'s HKDF, not wacrypto's ratchet code) and proven by decrypting the message."""
+    pm = PreKeySignalMessage.from_bytes(bytes.fromhex(first["body"]))
+    ek = rec.private_of(pm.base_key)
+    rk_priv = rec.private_of(pm.message.ratchet_key)
+    ik_a = alice.identity.private.to_bytes()
+    ik_b, spk_b, opk_b = (bob.identity.public.u, bob.spk.key_pair.public.u, bob.opk.key_pair.public.u)
+    dh = [x25519(ik_a, spk_b), x25519(ek, ik_b), x25519(ek, spk_b)] + ([x25519(ek, opk_b)] if with_prekey else [])
+    master = b"\xff" * 32 + b"".join(dh)
+    okm = _hkdf(master, None, b"WhisperText", 64)
+    root, chain = okm[:32], okm[32:]
+    okm2 = _hkdf(x25519(rk_priv, spk_b), root, b"WhisperRatchet", 64)
+    root2, send_chain = okm2[:32], okm2[32:]
+    seed = hmac.new(send_chain, b"\x01", hashlib.sha256).digest()
+    keys = _hkdf(seed, None, b"WhisperMessageKeys", 80)
+    ck, mk, iv = keys[:32], keys[32:64], keys[64:80]
+    body = pm.message.serialized
+    mac = hmac.new(mk, alice.identity.public.to_bytes() + bob.identity.public.to_bytes() + body[:-_MAC_LEN],
+                   hashlib.sha256).digest()[:_MAC_LEN]
+    padded = Cipher(algorithms.AES(ck), modes.CBC(iv)).decryptor().update(pm.message.ciphertext)
+    if mac != body[-_MAC_LEN:] or padded[: len(padded) - padded[-1]].hex() != first["plaintext"]:
+        raise AssertionError("the X3DH derivation does not open the message")  # a generator bug, never data
+    out = {
+        "initiator_identity_private": ik_a.hex(), "initiator_identity_public": alice.identity.public.to_bytes().hex(),
+        "initiator_base_private": ek.hex(), "initiator_base_public": pm.base_key.hex(),
+        "initiator_ratchet_private": rk_priv.hex(), "initiator_ratchet_public": pm.message.ratchet_key.hex(),
+        "dh1_ik_a_spk_b": dh[0].hex(), "dh2_ek_a_ik_b": dh[1].hex(), "dh3_ek_a_spk_b": dh[2].hex(),
+    }
+    if with_prekey:
+        out["dh4_ek_a_opk_b"] = dh[3].hex()
+    out.update({
+        "master_secret": master.hex(), "root_key": root.hex(), "chain_key": chain.hex(),
+        "ratchet_dh": x25519(rk_priv, spk_b).hex(), "root_key_2": root2.hex(), "sending_chain_key": send_chain.hex(),
+        "message_key_seed": seed.hex(), "cipher_key": ck.hex(), "mac_key": mk.hex(), "iv": iv.hex(), "mac": mac.hex(),
+        "next_chain_key": hmac.new(send_chain, b"\x02", hashlib.sha256).digest().hex(),
+    })
+    return out
 
 FAMILY = "x3dh"
 
@@ -40,16 +113,23 @@ async def _build(seed: str) -> dict[str, Any]:
     resp = f.group("X3DHResponder", role="responder",
                    procedure="new_identity(setup.new_identity); then decrypt every step in order")
 
+    recorded = _RecordingRng(rng)
+
     async def session(with_prekey: bool, texts: list[bytes], *, reg: int) -> tuple[Party, Party, list[dict[str, Any]]]:
         bob = await Party("bob", rng, registration_id=reg, signed_prekey_id=reg % 100 + 1, prekey_id=reg).setup()
-        alice = await Party("alice", rng, registration_id=reg + 1).setup()
+        alice = await Party("alice", recorded, registration_id=reg + 1).setup()
         await alice.cipher.process_bundle(bob.address, bob.bundle(with_prekey=with_prekey))
         return bob, alice, [await alice.send(bob, t) for t in texts]
 
+    derive = f.group("X3DHKeyAgreement", role="responder",
+                     procedure="every intermediate of X3DH and of the first message key (values for debugging); "
+                               "as a test: new_identity(setup.new_identity), then decrypt the steps")
     for with_prekey, flag in ((True, "OneTimePreKey"), (False, "NoOneTimePreKey")):
         what = "with" if with_prekey else "without"
         bob, alice, msgs = await session(with_prekey, [b"hello bob", b"second before any answer", b""], reg=1000 + with_prekey)
         setup = {"new_identity": bob.new_identity()}
+        f.case(derive, f"X3DH {what} one-time prekey, step by step", "valid", [flag], setup=setup, steps=msgs[:1],
+               **_derivation(alice, bob, recorded, msgs[0], with_prekey))
         f.case(resp, f"first PreKeySignalMessage, bundle {what} one-time prekey", "valid", [flag],
                setup=setup, steps=msgs[:1])
         f.case(resp, f"three PreKeySignalMessages in order, {what} one-time prekey", "valid", [flag],
