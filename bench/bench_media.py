@@ -19,7 +19,7 @@ Writes bench/results/media.json and bench/results/media.txt and prints the table
 **Before/after in the same run** (``--compare-with DIR``, DIR another checkout, e.g. a ``git worktree``
 of the base commit): two worker processes, one importing wacrypto from DIR and one from this
 checkout, time the same cases on the same files, alternating case by case and round by round, so
-load hits both alike. Besides the file cases it times small blobs (1 KiB encrypt and decrypt, where
+load hits both alike (new processes every round). Besides the file cases it times small blobs (1 KiB encrypt and decrypt, where
 key derivation and set-up dominate). Prints a table of both and writes it to ``--compare-out``
 (default bench/results/media_compare.txt); media.txt/media.json are left alone::
 
@@ -202,6 +202,8 @@ def memory_probe(src: Path, tmp: Path, mode: str) -> dict[str, int]:
 def worker(src: Path, tmp: Path) -> None:
     """Answer ``case name`` lines on stdin with the seconds that case took, one JSON line each."""
     cases = {name: (fn, before) for name, fn, before in file_cases(src, tmp, memoryview(src.read_bytes())) + small_cases()}
+    for fn, before in cases.values():  # warm-up: no case is timed cold
+        timed(fn, before)
     print(json.dumps({"ready": list(cases), "wacrypto": str(Path(wacrypto.__file__).parent)}), flush=True)
     for line in sys.stdin:
         fn, before = cases[line.strip()]
@@ -233,20 +235,28 @@ def compare(args: argparse.Namespace) -> None:
         with open(src, "wb") as f:
             for _ in range(args.size_mib):
                 f.write(os.urandom(CHUNK))
-        procs: dict[str, subprocess.Popen[str]] = {}
+        trees = {"before": before_tree, "after": ROOT}
         where: dict[str, str] = {}
-        for label, tree in (("before", before_tree), ("after", ROOT)):
+
+        def start(label: str) -> subprocess.Popen[str]:
+            tree = trees[label]
             work = tmp / label
-            work.mkdir()
+            work.mkdir(exist_ok=True)
             env = {**os.environ, "PYTHONPATH": str(tree)}
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(src), str(work), "--tree", str(tree)]
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree)
+            return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree)
+
+        def ready(label: str, proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
             assert proc.stdout is not None
             where[label] = json.loads(proc.stdout.readline())["wacrypto"]
-            procs[label] = proc
+            return proc
+
         runs: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
         cpu: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
         for r in range(args.repeat):
+            # fresh worker processes every round: a process's own luck (memory placement, where the
+            # scheduler puts its threads) then varies between rounds instead of biasing one side
+            procs = {label: ready(label, proc) for label, proc in [(label, start(label)) for label in trees]}
             for name, _, _ in COMPARED:
                 order = ("before", "after") if r % 2 == 0 else ("after", "before")
                 for label in order:
@@ -257,10 +267,10 @@ def compare(args: argparse.Namespace) -> None:
                     reply = json.loads(proc.stdout.readline())
                     runs[label].setdefault(name, []).append(reply["seconds"])
                     cpu[label].setdefault(name, []).append(reply["cpu"])
-        for proc in procs.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait()
+            for proc in procs.values():
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait()
     load = os.getloadavg()[0]
 
     def rate(label: str, name: str, unit: str) -> float:
