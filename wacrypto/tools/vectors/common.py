@@ -86,6 +86,9 @@ class VectorFile:
         return tc
 
     def to_json(self) -> dict[str, Any]:
+        ids = [t["tcId"] for g in self._groups for t in g["tests"]]
+        if ids != list(range(1, len(ids) + 1)):
+            raise ValueError(f"{self.family}: add each group's cases before starting the next group (tcIds out of order)")
         return {**self._head, "numberOfTests": self._next - 1, "testGroups": self._groups}
 
 

@@ -121,15 +121,12 @@ async def _build(seed: str) -> dict[str, Any]:
         await alice.cipher.process_bundle(bob.address, bob.bundle(with_prekey=with_prekey))
         return bob, alice, [await alice.send(bob, t) for t in texts]
 
-    derive = f.group("X3DHKeyAgreement", role="responder",
-                     procedure="every intermediate of X3DH and of the first message key (values for debugging); "
-                               "as a test: new_identity(setup.new_identity), then decrypt the steps")
+    derivations: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
     for with_prekey, flag in ((True, "OneTimePreKey"), (False, "NoOneTimePreKey")):
         what = "with" if with_prekey else "without"
         bob, alice, msgs = await session(with_prekey, [b"hello bob", b"second before any answer", b""], reg=1000 + with_prekey)
         setup = {"new_identity": bob.new_identity()}
-        f.case(derive, f"X3DH {what} one-time prekey, step by step", "valid", [flag], setup=setup, steps=msgs[:1],
-               **_derivation(alice, bob, recorded, msgs[0], with_prekey))
+        derivations.append((what, flag, setup, msgs[0], _derivation(alice, bob, recorded, msgs[0], with_prekey)))
         f.case(resp, f"first PreKeySignalMessage, bundle {what} one-time prekey", "valid", [flag],
                setup=setup, steps=msgs[:1])
         f.case(resp, f"three PreKeySignalMessages in order, {what} one-time prekey", "valid", [flag],
@@ -163,6 +160,13 @@ async def _build(seed: str) -> dict[str, Any]:
     m1 = await mallory.send(bob, b"same name, new identity")
     f.case(resp, "PreKeySignalMessage from a known address with a new identity key", "invalid", ["IdentityChange", "StateSafety"],
            setup=setup, steps=[msgs[0], step(m1, expect="reject", error="UntrustedIdentityError"), {**msgs[1], "probe": True}])
+
+    derive = f.group("X3DHKeyAgreement", role="responder",
+                     procedure="every intermediate of X3DH and of the first message key (values for debugging); "
+                               "as a test: new_identity(setup.new_identity), then decrypt the steps")
+    for what, flag, setup_, first, values in derivations:
+        f.case(derive, f"X3DH {what} one-time prekey, step by step", "valid", [flag], setup=setup_, steps=[first],
+               **values)
 
     init = f.group("X3DHInitiator", role="initiator",
                    procedure="new_identity() with any keys; then process_bundle(remote='bob', bundle); valid = accepted")
