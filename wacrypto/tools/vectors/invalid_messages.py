@@ -23,9 +23,11 @@ FAMILY = "invalid_messages"
 NOTES = {
     "BadMac": "The 8-byte MAC (last bytes of a SignalMessage) is altered or cut.",
     "TamperedCiphertext": "A byte of the AES-CBC ciphertext is flipped (the MAC no longer matches).",
-    "TamperedHeader": "A header field (counter, ratchet key) is changed, the MAC kept.",
+    "TamperedHeader": "A header field (counter, previous counter, base key) is changed and the MAC kept: the MAC "
+                      "(or for a base key the key agreement) must catch it.",
     "Truncated": "The message is cut short.",
-    "BadVersion": "The version byte is not 0x33 (v2 0x22/0x23 is legacy; 0x43 a future version).",
+    "BadVersion": "The version byte is not 0x33 (v2 0x22/0x23 is legacy; 0x43 a future version). The MAC of a "
+                  "SignalMessage covers that byte, so a receiver rejects it by its version check or by the MAC.",
     "BadKeyType": "A key's type byte is not 0x05.",
     "WrongType": "The message is delivered with another message type.",
     "Duplicate": "The same message is delivered twice.",
@@ -93,7 +95,7 @@ async def _build(seed: str) -> dict[str, Any]:
     case("cut to 10 bytes", ["Truncated"], bad(c[1], body[:10], "InvalidMessageError"))
     case("version byte only", ["Truncated"], bad(c[1], body[:1], "InvalidMessageError"))
     case("empty body", ["Truncated"], bad(c[1], b"", "InvalidMessageError"))
-    for v, why in ((0x23, "v2 (legacy)"), (0x22, "v2 (legacy)"), (0x43, "v4"), (0x13, "v1"), (0x34, "v3 body, current version 4")):
+    for v, why in ((0x23, "v2 (legacy)"), (0x22, "v2 (legacy)"), (0x43, "v4"), (0x13, "v1"), (0x34, "message version 3, current version 4")):
         case(f"version byte 0x{v:02x}: {why}", ["BadVersion"], bad(c[1], bytes((v,)) + body[1:], "InvalidMessageError"))
     case("delivered as a PreKeySignalMessage (type 3)", ["WrongType"], bad(c[1], body, "InvalidMessageError", type=3))
     case("delivered as type 7 (SenderKeyMessage)", ["WrongType"], bad(c[1], body, "InvalidMessageError", type=7))
