@@ -21,6 +21,10 @@ GROUP = "120363012345678901@g.us"
 NOTES = {
     "InOrder": "Messages in the order they were sent.",
     "OutOfOrder": "Messages shuffled; keys of skipped iterations are kept.",
+    "ForwardJump": "A message 1000 iterations ahead, within every implementation's limit.",
+    "ForwardJumpPolicy": "2600 iterations ahead: beyond the limit of 2000 of WhatsApp, wacrypto and python-axolotl, "
+                         "within libsignal's 25000. Implementations may accept or reject (and may then have dropped "
+                         "the oldest skipped keys).",
     "BadSignature": "The 64-byte XEdDSA signature at the end of the message is altered.",
     "TamperedCiphertext": "A ciphertext byte is flipped (the signature no longer verifies).",
     "Truncated": "The message is cut short.",
@@ -45,12 +49,22 @@ async def _build(seed: str) -> dict[str, Any]:
         body = await gc.encrypt(GROUP, me, t)
         msgs.append({"op": "group_decrypt", "group_id": GROUP, "sender": "alice", "sender_device": 1,
                      "body": body.hex(), "expect": "plaintext", "plaintext": t.hex()})
+    for i in range(len(texts), 2601):  # far iterations for the forward-jump cases
+        body = await gc.encrypt(GROUP, me, f"far {i}".encode())
+        if i in (1000, 2600):
+            msgs.append({"op": "group_decrypt", "group_id": GROUP, "sender": "alice", "sender_device": 1,
+                         "body": body.hex(), "expect": "plaintext", "plaintext": f"far {i}".encode().hex()})
+    far1000, far2600 = msgs.pop(-2), msgs.pop(-1)
     setup = {"new_identity": {"name": "bob"},
              "group_process": [{"group_id": GROUP, "sender": "alice", "sender_device": 1, "distribution": skdm}]}
     g = f.group("SenderKeyTranscript", distribution=skdm, procedure="new_identity; group_process (setup); group_decrypt the steps")
     f.case(g, "nine messages in order", "valid", ["InOrder"], setup=setup, steps=msgs)
     f.case(g, "nine messages in reverse order", "valid", ["OutOfOrder"], setup=setup, steps=msgs[::-1])
     f.case(g, "message 5 first", "valid", ["OutOfOrder"], setup=setup, steps=[msgs[4], *msgs[:4], *msgs[5:]])
+    f.case(g, "iteration 1000 first (1000 skipped), then iteration 0", "valid", ["ForwardJump"], setup=setup,
+           steps=[far1000, msgs[0]])
+    f.case(g, "iteration 2600 first (2600 skipped)", "acceptable", ["ForwardJumpPolicy"], setup=setup,
+           steps=[{**far2600, "expect": "either"}, {**msgs[0], "expect": "either"}])
 
     def bad(m: dict[str, Any], body: bytes, error: str, **kw: Any) -> dict[str, Any]:
         out = {**m, "body": body.hex(), "expect": "reject", "error": error, **kw}
