@@ -71,19 +71,29 @@ def hkdf_info(info: bytes, length: int) -> tuple[bytes, ...]:
     return tuple(info + bytes((i,)) for i in range(1, -(-length // HASH_LEN) + 1))
 
 
-def hkdf_sha256_blocks(ikm: bytes, salt: bytes | None, suffixes: tuple[bytes, ...]) -> list[bytes]:
+def hkdf_sha256_blocks(ikm: bytes, salt: bytes | None, suffixes: tuple[bytes, ...]) -> tuple[bytes, ...]:
     """RFC 5869 HKDF-SHA256 as its 32-byte output blocks T(1).. (``suffixes`` from :func:`hkdf_info`).
 
     ``salt=None`` or empty means 32 zero bytes (the RFC's default, and HMAC's: an empty key and
-    a zero key give the same MAC).
+    a zero key give the same MAC). The first three blocks are unrolled: every hot caller needs
+    at most three (message keys 80 bytes, root and Noise steps 64, group keys 48).
     """
     ki, ko = hmac_pads(hmac_sha256(salt, ikm) if salt else hmac_zero_key(ikm))
-    t = _sha256(ko + _sha256(ki + suffixes[0]).digest()).digest()  # T(1) = HMAC(prk, info || 1)
-    out = [t]
-    for suffix in suffixes[1:]:
+    t1 = _sha256(ko + _sha256(ki + suffixes[0]).digest()).digest()
+    n = len(suffixes)
+    if n == 1:
+        return (t1,)
+    t2 = _sha256(ko + _sha256(ki + t1 + suffixes[1]).digest()).digest()
+    if n == 2:
+        return t1, t2
+    t = _sha256(ko + _sha256(ki + t2 + suffixes[2]).digest()).digest()
+    if n == 3:
+        return t1, t2, t
+    out = [t1, t2, t]
+    for suffix in suffixes[3:]:
         t = _sha256(ko + _sha256(ki + t + suffix).digest()).digest()
         out.append(t)
-    return out
+    return tuple(out)
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:

@@ -66,24 +66,24 @@ def _check_key(key: bytes, what: str) -> bytes:
     return key
 
 
-def _parse_trailed(cls: type[M], data: bytes, trailer: int, what: str, required: tuple[str, ...]) -> tuple[int, M]:
+def _parse_ciphertext_message(
+    cls: type[M], data: bytes, trailer: int, what: str, first: str, second: str
+) -> tuple[int, M]:
     """(version, protobuf) of ``version || protobuf || trailer`` (a MAC or a signature of ``trailer`` bytes).
 
-    The ``required`` fields must be present (zero counters are encoded, so present means sent).
+    Fields ``first``, ``second`` and ``ciphertext`` must be present (zero counters are encoded, so
+    present means sent) and the ciphertext must be whole AES blocks.
     """
     v = _check_version(data, what)
     if len(data) < 1 + trailer + 1:
         raise InvalidMessageError(f"{what}: too short")
     m = parse_message(cls, data[1:-trailer], what)
-    if not all(map(m.HasField, required)):
+    if not (m.HasField(first) and m.HasField(second) and m.HasField("ciphertext")):
         raise InvalidMessageError(f"{what}: missing field")
-    return v, m
-
-
-def _check_blocks(ciphertext: bytes, what: str) -> bytes:
-    if not ciphertext or len(ciphertext) % 16:
+    ct = m.ciphertext  # type: ignore[attr-defined]
+    if not ct or len(ct) % 16:
         raise InvalidMessageError(f"{what}: ciphertext is not whole AES blocks")
-    return ciphertext
+    return v, m
 
 
 class _WireMessage(Immutable):
@@ -179,13 +179,13 @@ class SignalMessage(_WireMessage):
     @classmethod
     def from_bytes(cls, data: bytes) -> SignalMessage:
         data = bytes(data)
-        v, m = _parse_trailed(_pb.SignalMessage, data, MAC_LEN, "SignalMessage", ("ratchet_key", "counter", "ciphertext"))
+        v, m = _parse_ciphertext_message(_pb.SignalMessage, data, MAC_LEN, "SignalMessage", "ratchet_key", "counter")
         self = _new(cls)  # the setters unrolled: this is the decrypt hot path
         _sm_version(self, v)
         _sm_ratchet_key(self, _check_key(m.ratchet_key, "ratchet key"))
         _sm_counter(self, m.counter)
         _sm_previous_counter(self, m.previous_counter)
-        _sm_ciphertext(self, _check_blocks(m.ciphertext, "SignalMessage"))
+        _sm_ciphertext(self, m.ciphertext)
         _sm_serialized(self, data)
         return self
 
@@ -320,12 +320,12 @@ class SenderKeyMessage(_WireMessage):
     @classmethod
     def from_bytes(cls, data: bytes) -> SenderKeyMessage:
         data = bytes(data)
-        v, m = _parse_trailed(_pb.SenderKeyMessage, data, SIGNATURE_LEN, "SenderKeyMessage", ("id", "iteration", "ciphertext"))
+        v, m = _parse_ciphertext_message(_pb.SenderKeyMessage, data, SIGNATURE_LEN, "SenderKeyMessage", "id", "iteration")
         self = _new(cls)  # the setters unrolled: this is the group decrypt hot path
         _skm_version(self, v)
         _skm_key_id(self, m.id)
         _skm_iteration(self, m.iteration)
-        _skm_ciphertext(self, _check_blocks(m.ciphertext, "SenderKeyMessage"))
+        _skm_ciphertext(self, m.ciphertext)
         _skm_serialized(self, data)
         return self
 
