@@ -7,9 +7,9 @@ peer whose probe fails after it rejected the bad input corrupted its state on a 
 The inputs are every ``StateSafety`` case of the vector suite (tampered MAC, ciphertext and header,
 truncations, bad versions and key types, wrong types, replays, far-future counters, unknown prekeys,
 prekey reuse, identity changes, bad sender-key signatures) plus a sweep that flips each byte of a
-SignalMessage, a PreKeySignalMessage and a SenderKeyMessage in turn. An input the peer *accepts*
-(e.g. a flipped byte in a PreKeySignalMessage field that nothing authenticates) is counted as
-accepted and its probe is skipped (the genuine message would be a duplicate).
+SignalMessage, a PreKeySignalMessage and a SenderKeyMessage in turn. An input the peer *accepts* (the
+low nibble of a PreKeySignalMessage's version byte, its registration id: nothing authenticates them)
+is counted as accepted and its probe is skipped (the genuine message would be a duplicate).
 """
 
 from __future__ import annotations
