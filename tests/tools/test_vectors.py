@@ -140,6 +140,9 @@ def test_check_fails_a_wrong_vector(suite_dir: Path, tmp_path: Path, capsys: pyt
     assert f"FAIL {family} tcId" in out
     if tc_id is not None:
         assert f"FAIL {family} tcId {tc_id}:" in out
+    assert main(["vectors", "check", "--json", str(tmp_path / "r.json"), "--family", family, str(tmp_path / "bad")]) == 1
+    (row,) = json.loads((tmp_path / "r.json").read_text())["families"]
+    assert row["family"] == family and row["fail"] == len(row["failures"]) >= 1 and row["pass"] == row["cases"] - row["fail"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@
 ::
 
     wacrypto vectors generate DIR [--seed TEXT]
-    wacrypto vectors check [--peer "CMD ARGS"] [--family NAME ...] [--verbose] [DIR]
+    wacrypto vectors check [--peer "CMD ARGS"] [--family NAME ...] [--verbose] [--json FILE] [DIR]
 
 ``generate`` writes one ``<family>.json`` per family and ``schema.json``; the same seed gives the same
 bytes. ``check`` replays a suite (DIR, or a freshly generated one) against the peer started by CMD
@@ -73,6 +73,15 @@ def _check(args: argparse.Namespace) -> int:
         for r in rows:
             for f in r.failures:
                 print(f"FAIL {f.family} tcId {f.tc_id}: {f.detail}")
+    if args.json is not None:
+        report = {"peer": args.peer or "wacrypto (in process)",
+                  "families": [{"family": r.family, "cases": r.cases, "pass": r.passed, "fail": r.failed,
+                                "unsupported": r.unsupported,
+                                "failures": [{"tcId": f.tc_id, "detail": f.detail} for f in r.failures]} for r in rows]}
+        try:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise CliFailure(f"cannot write {args.json}: {exc.strerror or exc}") from None
     sys.stdout.flush()
     return 1 if any(r.failed for r in rows) else 0
 
@@ -92,6 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                                  "(default: wacrypto in this process)")
     c.add_argument("--family", action="append", metavar="NAME", help="check only this family (repeatable)")
     c.add_argument("--verbose", "-v", action="store_true", help="list each failing case")
+    c.add_argument("--json", metavar="FILE", help="also write the results as JSON (per family, with each failure)")
     c.set_defaults(func=_check)
 
     from wacrypto.tools.conformance import register as register_conformance

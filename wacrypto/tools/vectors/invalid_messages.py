@@ -23,8 +23,8 @@ FAMILY = "invalid_messages"
 NOTES = {
     "BadMac": "The 8-byte MAC (last bytes of a SignalMessage) is altered or cut.",
     "TamperedCiphertext": "A byte of the AES-CBC ciphertext is flipped (the MAC no longer matches).",
-    "TamperedHeader": "A header field (counter, previous counter, base key) is changed and the MAC kept: the MAC "
-                      "(or for a base key the key agreement) must catch it.",
+    "TamperedHeader": "A header field (counter, previous counter, ratchet key, base key) is changed and the MAC "
+                      "kept: the MAC must catch it, and a DH ratchet step tried for a new ratchet key must not stick.",
     "Truncated": "The message is cut short.",
     "BadVersion": "The version byte is not 0x33 (v2 0x22/0x23 is legacy; 0x43 a future version). The MAC of a "
                   "SignalMessage covers that byte, so a receiver rejects it by its version check or by the MAC.",
@@ -86,6 +86,10 @@ async def _build(seed: str) -> dict[str, Any]:
     case("counter + 1, MAC of the original", ["TamperedHeader"], bad(c[1], body[:1] + hdr + sm.mac))
     hdr = encode_signal_body(sm.ratchet_key, sm.counter, sm.previous_counter + 1, sm.ciphertext)
     case("previous counter + 1, MAC of the original", ["TamperedHeader"], bad(c[1], body[:1] + hdr + sm.mac))
+    other_key = bob.opk.key_pair.public.to_bytes()  # a valid key nobody ratchets with: a DH step that must not stick
+    hdr = encode_signal_body(other_key, sm.counter, sm.previous_counter, sm.ciphertext)
+    case("ratchet key replaced by another valid key, MAC of the original", ["TamperedHeader"],
+         bad(c[1], body[:1] + hdr + sm.mac))
     hdr = encode_signal_body(b"\x06" + sm.ratchet_key[1:], sm.counter, sm.previous_counter, sm.ciphertext)
     case("ratchet key type byte 0x06", ["BadKeyType"], bad(c[1], body[:1] + hdr + sm.mac, "InvalidMessageError"))
     hdr = encode_signal_body(sm.ratchet_key[1:], sm.counter, sm.previous_counter, sm.ciphertext)
