@@ -45,7 +45,7 @@ from wacrypto.chat.messenger import Directory, Messenger, open_messenger  # noqa
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.store import open_store  # noqa: E402
 from wacrypto.store.protocols import KeyStore  # noqa: E402
-from wacrypto.transport.connection import AckReceived, KeepaliveSettings, MessageReceived  # noqa: E402
+from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings, MessageReceived  # noqa: E402
 from wacrypto.chat.envelope import Envelope  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"

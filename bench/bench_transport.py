@@ -39,14 +39,8 @@ from wacrypto.chat.events import ClientState, StateChanged  # noqa: E402
 from wacrypto.chatd.server import ChatdServer, ServerKeys, load_trust_file  # noqa: E402
 from wacrypto.chat.stream import NoiseStream  # noqa: E402
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
-from wacrypto.transport.connection import (  # noqa: E402
-    NEED_DATA,
-    AckReceived,
-    ClientSettings,
-    KeepaliveSettings,
-    NoiseConnection,
-    ServerSettings,
-)
+from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings  # noqa: E402
+from wacrypto.transport.noise_connection import NEED_DATA, ClientSettings, NoiseConnection, ServerSettings  # noqa: E402
 from wacrypto.transport.noise import HandshakeState, Role  # noqa: E402
 
 HEADER = b"WA\x06\x03"

@@ -19,15 +19,8 @@ from wacrypto.chat.events import ClientState, PortFailed, StateChanged
 from wacrypto.chatd.server import ChatdServer, ServerKeys, load_trust_file
 from wacrypto.errors import ConflictError, FrameError, KeepaliveTimeoutError, TransportError
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.transport.connection import (
-    NEED_DATA,
-    AckReceived,
-    ChatConnection,
-    ClientSettings,
-    KeepaliveSettings,
-    NoiseConnection,
-    ServerSettings,
-)
+from wacrypto.transport.chat_connection import AckReceived, ChatConnection, KeepaliveSettings
+from wacrypto.transport.noise_connection import NEED_DATA, ClientSettings, NoiseConnection, ServerSettings
 from wacrypto.transport.messages import Message, encode_stanza
 
 FAST_KA = KeepaliveSettings(interval=0.6, jitter=0.1, deadline=0.5, dead_socket=1.0, handshake_timeout=2.0)

@@ -25,7 +25,7 @@ from wacrypto.chat.messenger import Directory, Dropped, Messenger, open_messenge
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore
-from wacrypto.transport.connection import KeepaliveSettings, MessageReceived
+from wacrypto.transport.chat_connection import KeepaliveSettings, MessageReceived
 from wacrypto.chat.envelope import Envelope
 
 KEYS, _, _ = ServerKeys.generate()

@@ -18,7 +18,7 @@ from wacrypto.primitives.keys import KeyPair
 from wacrypto.session import account
 from wacrypto.session.cipher import SessionCipher
 from wacrypto.store.memory import MemoryKeyStore
-from wacrypto.transport.connection import KeepaliveSettings
+from wacrypto.transport.chat_connection import KeepaliveSettings
 
 KEYS, _, _ = ServerKeys.generate()
 ALICE, BOB = Address("alice", 1), Address("bob", 1)

@@ -25,7 +25,7 @@ from wacrypto.session import account
 from wacrypto.session.cipher import CiphertextMessage, SessionCipher
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore
-from wacrypto.transport.connection import KeepaliveSettings
+from wacrypto.transport.chat_connection import KeepaliveSettings
 
 KEYS, _, _ = ServerKeys.generate()
 ALICE, BOB, CAROL, MALLORY = (Address(n, 1) for n in ("alice", "bob", "carol", "mallory"))

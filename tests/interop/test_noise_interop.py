@@ -37,7 +37,7 @@ from dissononce.processing.impl.symmetricstate import SymmetricState as DSymmetr
 
 from wacrypto.chatd.server import ServerKeys  # noqa: E402
 from wacrypto.primitives.keys import KeyPair, PrivateKey  # noqa: E402
-from wacrypto.transport.connection import (  # noqa: E402
+from wacrypto.transport.noise_connection import (
     NEED_DATA,
     ClientSettings,
     FrameReceived,

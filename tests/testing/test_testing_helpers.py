@@ -10,7 +10,7 @@ from wacrypto.chatd.server import ServerKeys
 from wacrypto.testing import SeededRng
 from wacrypto.testing.connections import chat_pair, handshake, pump
 from wacrypto.testing.streams import noise_stream_pair
-from wacrypto.transport.connection import MessageReceived
+from wacrypto.transport.chat_connection import MessageReceived
 from wacrypto.transport.messages import Message
 
 

@@ -13,7 +13,7 @@ from wacrypto.chat.envelope import Envelope
 from wacrypto.chatd.server import load_trust_file
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.testing.chatd_process import ChatdProcess, cli_env, free_port, wacrypto_cmd
-from wacrypto.transport.connection import AckReceived, KeepaliveSettings
+from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings
 
 
 def connect(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ The reference server lives in :mod:`wacrypto.chatd`."""
 from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client, stream_error_to_exception
 from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChanged
 from wacrypto.chat.stream import NoiseStream
-from wacrypto.transport.connection import AckReceived, MessageReceived, PongReceived
+from wacrypto.transport.chat_connection import AckReceived, MessageReceived, PongReceived
 
 __all__ = [
     "AckReceived",

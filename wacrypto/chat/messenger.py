@@ -51,7 +51,7 @@ from wacrypto.errors import (
     UntrustedIdentityError,
 )
 from wacrypto.store.protocols import OutboxEntry
-from wacrypto.transport.connection import AckReceived, MessageReceived
+from wacrypto.transport.chat_connection import AckReceived, MessageReceived
 from wacrypto.chat.envelope import CHAT_KEY_LEN, Envelope
 
 __all__ = ["Directory", "Dropped", "Messenger", "open_messenger"]

@@ -61,20 +61,20 @@ from wacrypto.limits import (
     DEFAULT_SEND_QUEUE,
     MAILBOX_LIMIT,
     MAX_CORRESPONDENTS,
+    MAX_DELIVERED_REMEMBERED,
 )
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey, Rng, system_rng
 from wacrypto.transport.certs import CertChain
 from wacrypto.chat.envelope import Envelope
-from wacrypto.transport.connection import (
+from wacrypto.transport.chat_connection import (
     AckReceived,
     ChatConnection,
     ChatEvent,
     Connected,
     KeepaliveSettings,
     MessageReceived,
-    NoiseConnection,
-    ServerSettings,
 )
+from wacrypto.transport.noise_connection import NoiseConnection, ServerSettings
 from wacrypto.transport.messages import Ack, ClientPayload, Message, StreamErrorCode
 from wacrypto.chat.driver import ConnectionDriver, Outgoing
 

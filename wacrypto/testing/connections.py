@@ -6,14 +6,16 @@ import time
 
 from wacrypto.chatd.server import ServerKeys
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.transport.connection import (
-    NEED_DATA,
+from wacrypto.transport.chat_connection import (
     ChatConnection,
     ChatEvent,
+    KeepaliveSettings,
+    StreamErrorReceived,
+)
+from wacrypto.transport.noise_connection import (
+    NEED_DATA,
     ClientSettings,
     ConnectionClosed,
-    StreamErrorReceived,
-    KeepaliveSettings,
     NoiseConnection,
     ServerSettings,
 )

@@ -15,7 +15,7 @@ import trio.testing
 from wacrypto.chat.stream import NoiseStream
 from wacrypto.chatd.server import ServerKeys
 from wacrypto.primitives.keys import KeyPair, PublicKey
-from wacrypto.transport.connection import ClientSettings, NoiseConnection, ServerSettings
+from wacrypto.transport.noise_connection import ClientSettings, NoiseConnection, ServerSettings
 
 __all__ = ["noise_stream_pair", "noise_streams_over"]
 

@@ -17,7 +17,7 @@ from wacrypto.errors import InvalidArgumentError, TransportError, WacryptoError
 from wacrypto.limits import DEFAULT_MAILBOX_SENDER_LIMIT, DEFAULT_MAILBOX_STRANGER_LIMIT, DEFAULT_MAILBOX_TTL, MAILBOX_LIMIT
 from wacrypto.tools.cli.common import CliFailure, CliUsageError, leaves
 from wacrypto.primitives.keys import KeyPair, PrivateKey
-from wacrypto.transport.connection import KeepaliveSettings, MessageReceived, AckReceived, PongReceived
+from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings, MessageReceived, PongReceived
 from wacrypto.chat.client import ChatClientConfig, open_chat_client
 from wacrypto.chat.events import ClientState, PortFailed, StateChanged
 from wacrypto.chatd.server import ROOT_PUB_FILE, SERVER_KEY_FILE, ChatdServer, ServerKeys, load_trust_file

@@ -32,7 +32,7 @@ from wacrypto.chatd.server import ChatdServer, ServerKeys
 from wacrypto.errors import WacryptoError
 from wacrypto.chat.messenger import Directory, Messenger, open_messenger
 from wacrypto.primitives.keys import KeyPair
-from wacrypto.transport.connection import KeepaliveSettings
+from wacrypto.transport.chat_connection import KeepaliveSettings
 from wacrypto.store.memory import MemoryKeyStore
 from wacrypto.store.protocols import KeyStore
 from wacrypto.tools.cli.common import CliFailure, CliUsageError
