@@ -99,6 +99,7 @@ DEFAULT_MAILBOX_SENDER_LIMIT: Final = 1_000  # per (recipient, sender): one clie
 DEFAULT_MAILBOX_STRANGER_LIMIT: Final = 10_000  # per recipient, from senders it never wrote to: keeps room for the rest
 DEFAULT_MAILBOX_TTL: Final = 30 * 86400.0  # seconds a message may wait unacknowledged (WhatsApp's servers: 30 days)
 MAX_CORRESPONDENTS: Final = 10_000  # recipients remembered per client (most recent) to tell correspondents apart
+MAX_DELIVERED_REMEMBERED: Final = 100_000  # acknowledged ids kept per recipient, so a late resend is not delivered twice
 
 # --------------------------------------------------------------------------- WhatsApp device verification (ADV)
 MAX_ADV_MESSAGE_LEN: Final = 4096  # a signed device identity or key-index list is ~200 bytes

@@ -16,8 +16,11 @@ With ``relay=True`` it also carries messages between its clients: a message whos
 :class:`~wacrypto.chat.envelope.Envelope` naming a recipient's chat key is kept in that recipient's
 mailbox (acknowledged to the sender once kept, de-duplicated by sender and id), pushed in order
 whenever the recipient is connected (again after each reconnect) under a delivery id derived from
-sender and id, and dropped when the recipient acknowledges that id. The server stamps the sender's
-key, as authenticated by the handshake, on what it delivers.
+sender and id, and dropped when the recipient acknowledges that id. The acknowledged id is
+remembered (for ``mailbox_ttl``, at most ``MAX_DELIVERED_REMEMBERED`` per recipient): a sender
+whose own acknowledgement was lost sends the message again, and that copy is acknowledged without
+being kept or delivered twice. The server stamps the sender's key, as authenticated by the
+handshake, on what it delivers.
 
 Any client with any Noise key may write to any mailbox, so a mailbox is shared out (each limit in
 :mod:`wacrypto.limits`); a message over a limit is not acknowledged, so its sender keeps it (a
@@ -226,6 +229,7 @@ class Session:
 @dataclass(slots=True)
 class _Waiting:
     message: Message
+    seq: int  # arrival number within its mailbox: a message re-added later is a new arrival
     sender: bytes
     stranger: bool  # counted in the strangers' share
     expires: float  # trio.current_time() after which it is dropped
@@ -236,12 +240,16 @@ class Mailbox:
     """One recipient's messages waiting for its acknowledgement, in arrival order, with the counts
     the relay's limits are checked against."""
 
-    __slots__ = ("_entries", "_per_sender", "from_strangers")
+    __slots__ = ("_entries", "_per_sender", "from_strangers", "_seq", "_delivered")
 
     def __init__(self) -> None:
         self._entries: dict[str, _Waiting] = {}  # delivery id -> message, oldest first
         self._per_sender: dict[bytes, int] = {}
         self.from_strangers = 0
+        self._seq = 0
+        # acknowledged delivery ids -> until when they are remembered, oldest first (bounded): a
+        # sender whose own ack was lost sends again, and that copy must not be delivered twice
+        self._delivered: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -256,11 +264,36 @@ class Mailbox:
         """(delivery id, message) of everything waiting, oldest first."""
         return [(did, w.message) for did, w in self._entries.items()]
 
+    def arrivals(self) -> list[tuple[tuple[str, int], Message]]:
+        """((delivery id, arrival number), message) of everything waiting, oldest first."""
+        return [((did, w.seq), w.message) for did, w in self._entries.items()]
+
+    def was_delivered(self, delivery_id: str, now: float) -> bool:
+        """True if the recipient acknowledged this id (within the memory's time and size)."""
+        until = self._delivered.get(delivery_id)
+        return until is not None and until > now
+
+    def delivered(self, delivery_id: str, until: float) -> bool:
+        """The recipient acknowledged ``delivery_id``: drop it and remember the id until ``until``.
+        False if it was not waiting."""
+        if not self.remove(delivery_id):
+            return False
+        self._delivered[delivery_id] = until
+        while len(self._delivered) > MAX_DELIVERED_REMEMBERED:
+            del self._delivered[next(iter(self._delivered))]
+        return True
+
+    @property
+    def remembered(self) -> int:
+        """Acknowledged ids still remembered."""
+        return len(self._delivered)
+
     def count_from(self, sender: bytes) -> int:
         return self._per_sender.get(sender, 0)
 
     def add(self, delivery_id: str, message: Message, sender: bytes, *, stranger: bool, expires: float) -> None:
-        self._entries[delivery_id] = _Waiting(message, sender, stranger, expires)
+        self._seq += 1
+        self._entries[delivery_id] = _Waiting(message, self._seq, sender, stranger, expires)
         self._per_sender[sender] = self._per_sender.get(sender, 0) + 1
         self.from_strangers += stranger
 
@@ -277,7 +310,13 @@ class Mailbox:
         return True
 
     def expire(self, now: float) -> int:
-        """Drop the messages whose time is up (one TTL for all: they are the oldest); how many."""
+        """Drop the messages whose time is up (one TTL for all: they are the oldest), and forget
+        acknowledged ids past theirs; returns how many messages were dropped."""
+        while self._delivered:
+            did, until = next(iter(self._delivered.items()))
+            if until > now:
+                break
+            del self._delivered[did]
         gone = 0
         while self._entries:
             did, w = next(iter(self._entries.items()))
@@ -513,8 +552,8 @@ class ChatdServer:
             if self.relay and session.client_key is not None:
                 key = session.client_key.u
                 box = self.mailboxes.get(key)
-                if box is not None and box.remove(ev.id) and not box:
-                    del self.mailboxes[key]
+                if box is not None:  # kept while it remembers acknowledged ids (the sweep drops it)
+                    box.delivered(ev.id, self._clock() + self.mailbox_ttl)
             else:
                 session.acks.append(ev.id)
         if self._on_event is not None:
@@ -555,8 +594,8 @@ class ChatdServer:
             box = self.mailboxes[env.recipient] = Mailbox()
         else:
             self.relay_expired += box.expire(now)
-        if did in box:
-            return True  # a resend of a message still waiting: keep the first
+        if did in box or box.was_delivered(did, now):
+            return True  # a resend of a message still waiting or already delivered: keep the first
         stranger = sender not in self._wrote_to.get(env.recipient, {})
         if (
             len(box) >= self.mailbox_limit
@@ -589,7 +628,7 @@ class ChatdServer:
         self._next_sweep = now + min(_SWEEP_INTERVAL, self.mailbox_ttl)
         for key, box in list(self.mailboxes.items()):
             self.relay_expired += box.expire(now)
-            if not box:
+            if not box and not box.remembered:
                 del self.mailboxes[key]
 
     def _mail_event(self, recipient: bytes) -> trio.Event:
@@ -603,22 +642,24 @@ class ChatdServer:
         (everything still waiting is pushed again on each new connection)."""
         assert session.client_key is not None
         key = session.client_key.u
-        pushed: set[str] = set()
+        # what this connection was given, by (delivery id, arrival number): a message that left the
+        # mailbox and arrived again (its id forgotten meanwhile) is pushed again
+        pushed: set[tuple[str, int]] = set()
         while True:
             changed = self._mail_event(key)
             box = self.mailboxes.get(key)
             if box is not None:
                 self.relay_expired += box.expire(self._clock())
-                pushed &= box.ids()
-                for did, msg in box.messages():
-                    if did not in pushed and did in box:
-                        pushed.add(did)
+                for arrival, msg in box.arrivals():
+                    if arrival not in pushed and arrival[0] in box:
+                        pushed.add(arrival)
                         try:
                             await session.out_send.send(msg)
                         except (trio.ClosedResourceError, trio.BrokenResourceError):
                             return
+                pushed &= {a for a, _ in box.arrivals()}
             box = self.mailboxes.get(key)
-            if box is None or not (box.ids() - pushed):
+            if box is None or not ({a for a, _ in box.arrivals()} - pushed):
                 await changed.wait()
 
     def pending(self, client_key: PublicKey) -> int:
