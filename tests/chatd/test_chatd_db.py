@@ -70,8 +70,14 @@ def test_mailbox_dedup_order_ack_and_restart(tmp_path: Path) -> None:
     q = db.pending("bob", now=3.0)
     assert [(m.sender, m.msg_id, m.payload) for m in q] == [("alice", "m1", b"one"), ("carol", "m1", b"other")]
     assert db.pending("bob", now=3.0, after_seq=q[0].seq)[0].sender == "carol"
-    assert db.acknowledge("bob", "alice", "m1") and not db.acknowledge("bob", "alice", "m1")
+    assert db.acknowledge("bob", "alice", "m1", now=3.0, ttl=50.0)
+    assert not db.acknowledge("bob", "alice", "m1", now=3.0, ttl=50.0)
     assert db.count("bob", now=3.0) == 1
+    # the sender's ack was lost and it sends again: recognised, not stored or delivered twice
+    assert db.enqueue("bob", "alice", "m1", b"one", now=4.0, **LIMITS) is False
+    assert [m.sender for m in db.pending("bob", now=4.0)] == ["carol"]
+    db.expire(now=60.0)  # the tombstone goes with its time
+    assert db.enqueue("bob", "alice", "m1", b"one", now=60.0, **LIMITS) is True
 
 
 def test_shares_and_expiry() -> None:

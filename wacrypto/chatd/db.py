@@ -6,7 +6,9 @@
   out at most once (marked in the same transaction that reads it);
 - **mailboxes**: messages waiting for a device, kept until the device acknowledges them or they
   expire (30 days by default), de-duplicated by (sender, id), with per-sender and strangers' shares
-  (see :mod:`wacrypto.chatd.server`); each change is committed before the caller acknowledges it;
+  (see :mod:`wacrypto.chatd.server`); an acknowledged message leaves a tombstone (its id, no
+  payload) until it expires, so a resend after a lost ack is not delivered twice; each change is
+  committed before the caller acknowledges it;
 - **correspondents**: who wrote to whom, which decides whether a sender is a stranger.
 
 Every method is one transaction and blocking (the stdlib driver); the trio server calls them from a
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS mailbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     recipient TEXT NOT NULL, sender TEXT NOT NULL, msg_id TEXT NOT NULL,
     payload BLOB NOT NULL, stranger INTEGER NOT NULL, stored_at REAL NOT NULL, expires_at REAL NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
     UNIQUE (recipient, sender, msg_id));
 CREATE INDEX IF NOT EXISTS mailbox_expiry ON mailbox (expires_at);
 CREATE TABLE IF NOT EXISTS correspondents (
@@ -213,7 +216,8 @@ class ChatdDatabase:
                 sender_limit: int, stranger_limit: int, mailbox_limit: int) -> bool | None:
         """Keep a message for ``recipient`` (committed when this returns).
 
-        True: stored; False: already stored (a resend of the same sender and id, not stored twice);
+        True: stored; False: already stored or already delivered (a resend of the same sender and id:
+        acknowledge it, it is not stored twice);
         None: refused by a share (the sender's, the strangers' or the mailbox's): the caller must not
         acknowledge it, so its sender keeps it and sends it again later.
         """
@@ -225,7 +229,7 @@ class ChatdDatabase:
                                  (recipient, sender)).fetchone() is None
             total, mine, strangers = c.execute(
                 "SELECT COUNT(*), COALESCE(SUM(sender = ?), 0), COALESCE(SUM(stranger), 0) FROM mailbox "
-                "WHERE recipient = ? AND expires_at > ?", (sender, recipient, now)).fetchone()
+                "WHERE recipient = ? AND expires_at > ? AND delivered = 0", (sender, recipient, now)).fetchone()
             if total >= mailbox_limit or mine >= sender_limit or (stranger and strangers >= stranger_limit):
                 return None
             c.execute("INSERT INTO mailbox (recipient, sender, msg_id, payload, stranger, stored_at, expires_at) "
@@ -237,22 +241,27 @@ class ChatdDatabase:
         """Unexpired messages for ``recipient`` after ``after_seq``, oldest first."""
         with self._locked() as c:
             rows = c.execute("SELECT seq, sender, msg_id, payload, stored_at, expires_at FROM mailbox "
-                             "WHERE recipient = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
+                             "WHERE recipient = ? AND seq > ? AND expires_at > ? AND delivered = 0 ORDER BY seq LIMIT ?",
                              (recipient, after_seq, now, limit)).fetchall()
         return [Queued(int(r[0]), r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
 
     def count(self, recipient: str, *, now: float) -> int:
         with self._locked() as c:
-            return int(c.execute("SELECT COUNT(*) FROM mailbox WHERE recipient = ? AND expires_at > ?",
+            return int(c.execute("SELECT COUNT(*) FROM mailbox WHERE recipient = ? AND expires_at > ? AND delivered = 0",
                                  (recipient, now)).fetchone()[0])
 
-    def acknowledge(self, recipient: str, sender: str, msg_id: str) -> bool:
-        """The recipient has the message: drop it. False if it was not (or no longer) there."""
+    def acknowledge(self, recipient: str, sender: str, msg_id: str, *, now: float, ttl: float) -> bool:
+        """The recipient has the message: drop its payload, keep its id for ``ttl`` seconds (a resend
+        is then recognised). False if it was not (or no longer) waiting."""
         with self._locked() as c:
-            return c.execute("DELETE FROM mailbox WHERE recipient = ? AND sender = ? AND msg_id = ?",
-                             (recipient, sender, msg_id)).rowcount > 0
+            return c.execute("UPDATE mailbox SET delivered = 1, payload = x'', expires_at = ? "
+                             "WHERE recipient = ? AND sender = ? AND msg_id = ? AND delivered = 0",
+                             (now + ttl, recipient, sender, msg_id)).rowcount > 0
 
     def expire(self, *, now: float) -> int:
-        """Drop every message past its expiry; returns how many."""
+        """Drop every message past its expiry (and forget delivered ids past theirs); returns how many
+        undelivered messages were dropped."""
         with self._locked() as c:
-            return int(c.execute("DELETE FROM mailbox WHERE expires_at <= ?", (now,)).rowcount)
+            dropped = int(c.execute("DELETE FROM mailbox WHERE expires_at <= ? AND delivered = 0", (now,)).rowcount)
+            c.execute("DELETE FROM mailbox WHERE expires_at <= ?", (now,))
+            return dropped
