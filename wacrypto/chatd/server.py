@@ -150,8 +150,12 @@ class ServerKeys:
             root_public = load_trust_file(directory / ROOT_PUB_FILE)
         except (TransportError, PeerError) as exc:  # a chain that does not parse
             raise InvalidArgumentError(f"bad key material in {directory}: {exc}") from exc
-        # refuse to serve a chain that would not verify for our own key right now
-        chain.verify(root_public, static.public, time.time())
+        # refuse to serve a chain that would not verify for our own key right now: our own files,
+        # so a local configuration error (InvalidArgumentError), not a peer's (CertificateError)
+        try:
+            chain.verify(root_public, static.public, time.time())
+        except PeerError as exc:
+            raise InvalidArgumentError(f"the certificate chain in {directory} does not verify for its own key: {exc}") from exc
         return cls(static, chain, root_public)
 
     def __repr__(self) -> str:

@@ -1,15 +1,20 @@
-"""A sender whose acknowledgement from chatd was lost sends the same message again. If the recipient
+"""chatd relay and keys. A sender whose acknowledgement from chatd was lost sends the same message again. If the recipient
 already took and acknowledged it, chatd must acknowledge the resend without delivering it twice, and
 must not keep it: the recipient will never acknowledge it again (found by `make demo` under load:
 the copy stayed in the mailbox and the demo waited for an empty one)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import pytest
 import trio
 
 from wacrypto.chat.client import ChatClientConfig, open_chat_client
 from wacrypto.chat.envelope import Envelope
 from wacrypto.chatd.server import ChatdServer, Mailbox, ServerKeys
+from wacrypto.errors import InvalidArgumentError, PeerError
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings, MessageReceived
 from wacrypto.transport.messages import Message
@@ -69,3 +74,11 @@ def test_mailbox_remembers_acknowledged_ids_until_their_time() -> None:
     # a message that comes back after its id was forgotten is a new arrival
     box.add("d1", Message("d1", b"x"), b"s" * 32, stranger=False, expires=200.0)
     assert [a for a, _ in box.arrivals()] == [("d1", 2)]
+
+
+def test_an_expired_chain_in_our_own_key_folder_is_a_local_error(tmp_path: Path) -> None:
+    keys, root, inter = ServerKeys.generate(now=time.time() - 3 * 365 * 86400)  # leaf expired 2 years ago
+    keys.save(Path(tmp_path), root, inter)
+    with pytest.raises(InvalidArgumentError, match="does not verify") as e:
+        ServerKeys.load(Path(tmp_path))
+    assert not isinstance(e.value, PeerError)  # our own files: not a peer's fault
