@@ -1,4 +1,6 @@
-"""chatd relay and keys. A sender whose acknowledgement from chatd was lost sends the same message again. If the recipient
+"""chatd's relay and keys.
+
+A sender whose acknowledgement from chatd was lost sends the same message again. If the recipient
 already took and acknowledged it, chatd must acknowledge the resend without delivering it twice, and
 must not keep it: the recipient will never acknowledge it again (found by `make demo` under load:
 the copy stayed in the mailbox and the demo waited for an empty one)."""
