@@ -10,11 +10,10 @@ byte-compatibility with Baileys); a JavaScript object's own property names (``co
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from hypothesis import strategies as st
 
-from wacrypto.wire.binary import Content, Node
+from wacrypto.wire.binary import Content, Node, node_from_json, node_to_json
 from wacrypto.wire.tokens import DOUBLE_BYTE_TOKENS, SINGLE_BYTE_TOKENS
 
 __all__ = ["node_from_json", "node_to_json", "same_node", "stanzas"]
@@ -65,35 +64,6 @@ stanzas: st.SearchStrategy[Node] = st.recursive(
     lambda kids: _node(st.lists(kids, max_size=4).map(tuple)),
     max_leaves=12,
 )
-
-
-def node_to_json(n: Node) -> dict[str, Any]:
-    """``{"tag", "attrs": [[k, v], ...], "content": null | {"bytes": hex} | {"str": s} | {"nodes": [...]}}``."""
-    c = n.content
-    content: Any
-    if c is None:
-        content = None
-    elif isinstance(c, bytes):
-        content = {"bytes": c.hex()}
-    elif isinstance(c, str):
-        content = {"str": c}
-    else:
-        content = {"nodes": [node_to_json(k) for k in c]}
-    return {"tag": n.tag, "attrs": [[k, v] for k, v in n.attrs.items()], "content": content}
-
-
-def node_from_json(d: dict[str, Any]) -> Node:
-    c = d["content"]
-    content: Content
-    if c is None:
-        content = None
-    elif "bytes" in c:
-        content = bytes.fromhex(c["bytes"])
-    elif "str" in c:
-        content = c["str"]
-    else:
-        content = tuple(node_from_json(k) for k in c["nodes"])
-    return Node(d["tag"], dict(d["attrs"]), content)
 
 
 def same_node(sent: Node, got: Node) -> bool:

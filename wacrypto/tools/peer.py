@@ -21,7 +21,7 @@ from wacrypto.errors import InvalidArgumentError, InvalidMessageError, WacryptoE
 from wacrypto.primitives.keys import KeyPair, PrivateKey, PublicKey, x25519
 from wacrypto.primitives.xeddsa import xeddsa_verify
 from wacrypto.signal.bundle import PreKeyBundle
-from wacrypto.signal.records import PreKeyRecord, SignedPreKeyRecord, identity_from_bytes
+from wacrypto.signal.records import PreKeyRecord, SignedPreKeyRecord
 from wacrypto.store.memory import MemoryKeyStore
 from wacrypto.store.protocols import KeyStore
 

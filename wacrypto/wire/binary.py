@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, TypeAlias, final
+from typing import Any, Final, TypeAlias, final
 
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError
 from wacrypto.limits import (
@@ -35,7 +35,10 @@ from wacrypto.limits import (
 )
 from wacrypto.wire.tokens import DOUBLE_BYTE_TOKENS, SINGLE_BYTE_TOKENS
 
-__all__ = ["Content", "Node", "decode_node", "decode_node_body", "encode_node", "encode_node_body"]
+__all__ = [
+    "Content", "Node", "decode_node", "decode_node_body", "encode_node", "encode_node_body", "node_from_json",
+    "node_to_json",
+]
 
 # --------------------------------------------------------------------------- tags
 LIST_EMPTY: Final = 0
@@ -416,3 +419,38 @@ def decode_node(data: bytes, *, max_len: int = DEFAULT_MAX_STANZA_LEN) -> Node:
             raise InvalidMessageError("compressed stanza is truncated or has trailing bytes")
     return decode_node_body(body, max_len=max_len)
 
+
+
+# --------------------------------------------------------------------------- JSON form (vectors, drivers)
+def node_to_json(n: Node) -> dict[str, Any]:
+    """``{"tag", "attrs": [[k, v], ...], "content": null | {"bytes": hex} | {"str": s} | {"nodes": [...]}}``:
+    the form the test vectors and the interop drivers use (attribute order kept)."""
+    c = n.content
+    content: Any
+    if c is None:
+        content = None
+    elif isinstance(c, bytes):
+        content = {"bytes": c.hex()}
+    elif isinstance(c, str):
+        content = {"str": c}
+    else:
+        content = {"nodes": [node_to_json(k) for k in c]}
+    return {"tag": n.tag, "attrs": [[k, v] for k, v in n.attrs.items()], "content": content}
+
+
+def node_from_json(d: Any) -> Node:
+    """The node of :func:`node_to_json`'s form; :class:`InvalidArgumentError` if ``d`` is not one."""
+    try:
+        c = d["content"]
+        content: Content
+        if c is None:
+            content = None
+        elif "bytes" in c:
+            content = bytes.fromhex(c["bytes"])
+        elif "str" in c:
+            content = c["str"]
+        else:
+            content = tuple(node_from_json(k) for k in c["nodes"])
+        return Node(d["tag"], dict(d["attrs"]), content)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"not a node in JSON form: {exc}") from None

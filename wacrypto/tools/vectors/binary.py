@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from wacrypto.errors import InvalidMessageError
 from wacrypto.tools.vectors.common import VectorFile, expect, family_rng
-from wacrypto.wire.binary import Content, Node, decode_node, encode_node
+from wacrypto.wire.binary import Content, Node, decode_node, encode_node, node_from_json, node_to_json
 
 FAMILY = "binary"
 
@@ -35,20 +35,6 @@ NOTES = {
     "BadTag": "A byte that is not a valid tag where a string or list is expected.",
     "Empty": "Zero bytes.",
 }
-
-
-def node_to_json(n: Node) -> dict[str, Any]:
-    c = n.content
-    content: Any
-    if c is None:
-        content = None
-    elif isinstance(c, bytes):
-        content = {"bytes": c.hex()}
-    elif isinstance(c, str):
-        content = {"str": c}
-    else:
-        content = {"nodes": [node_to_json(k) for k in c]}
-    return {"tag": n.tag, "attrs": [[k, v] for k, v in n.attrs.items()], "content": content}
 
 
 def _stanzas(rng: Callable[[int], bytes]) -> list[tuple[str, list[str], Node]]:
@@ -109,20 +95,6 @@ def build(seed: str) -> dict[str, Any]:
            stanza="00f801ff")
     f.case(g, "list of size 0 where a node is expected", "invalid", ["BadTag"], stanza="00f800")
     return f.to_json()
-
-
-def node_from_json(d: dict[str, Any]) -> Node:
-    c = d["content"]
-    content: Content
-    if c is None:
-        content = None
-    elif "bytes" in c:
-        content = bytes.fromhex(c["bytes"])
-    elif "str" in c:
-        content = c["str"]
-    else:
-        content = tuple(node_from_json(k) for k in c["nodes"])
-    return Node(d["tag"], dict(d["attrs"]), content)
 
 
 def check_encode(data: dict[str, Any], group: dict[str, Any], tc: dict[str, Any]) -> None:
