@@ -1,13 +1,8 @@
 """Our WhatsApp-variant Noise_XX handshake against an independent implementation: dissononce
 (PyPI, MIT licence) configured for the same variant, in both roles, plus the known-answer transcript.
 
-The WhatsApp configuration of dissononce is only this (everything else is stock Noise):
-
-* ``initialize(XX, prologue=b"WA\\x06\\x03")`` -- the name ``Noise_XX_25519_AESGCM_SHA256`` is
-  28 bytes, so stock dissononce already NUL-pads it to 32 and uses it as ``h`` and ``ck``;
-* the empty payload of the first message is not hashed (``_WASymmetricState`` below);
-* stock AESGCM nonces ``4 zero bytes || uint64_be(n)`` equal ``8 zero bytes || uint32_be(n)``;
-* message parts are split into the protobuf fields (ephemeral / static / payload).
+dissononce's WhatsApp configuration is in ``dissononce_wa.py``; here the message parts are split
+into the protobuf fields (ephemeral / static / payload).
 
 Run as a script to regenerate ``tests/transport/vectors/noise_wa_xx_kat.json`` from dissononce.
 """
@@ -25,15 +20,13 @@ import pytest
 dissononce = pytest.importorskip("dissononce") if __name__ != "__main__" else __import__("dissononce")
 
 from dissononce.cipher.aesgcm import AESGCMCipher  # noqa: E402
-from dissononce.dh.keypair import KeyPair as DKeyPair  # noqa: E402
-from dissononce.dh.private import PrivateKey as DPrivateKey  # noqa: E402
-from dissononce.dh.public import PublicKey as DPublicKey  # noqa: E402
-from dissononce.dh.x25519.x25519 import X25519DH  # noqa: E402
 from dissononce.hash.sha256 import SHA256Hash  # noqa: E402
 from dissononce.processing.handshakepatterns.interactive.XX import XXHandshakePattern  # noqa: E402
 from dissononce.processing.impl.cipherstate import CipherState as DCipherState  # noqa: E402
 from dissononce.processing.impl.handshakestate import HandshakeState as DHandshakeState  # noqa: E402
 from dissononce.processing.impl.symmetricstate import SymmetricState as DSymmetricState  # noqa: E402
+
+from dissononce_wa import HEADER, FixedDH, d_keypair, d_state  # noqa: E402
 
 from wacrypto.chatd.server import ServerKeys  # noqa: E402
 from wacrypto.primitives.keys import KeyPair, PrivateKey  # noqa: E402
@@ -49,46 +42,7 @@ from wacrypto.transport.framing import FrameDecoder, FrameEncoder  # noqa: E402
 from wacrypto.transport.messages import HandshakeKind, decode_handshake, encode_handshake  # noqa: E402
 from wacrypto.transport.noise import HandshakeState, NoiseMessage, Role  # noqa: E402
 
-HEADER = b"WA\x06\x03"
 VECTOR_FILE = Path(__file__).resolve().parents[1] / "transport" / "vectors" / "noise_wa_xx_kat.json"
-
-
-class _WASymmetricState(DSymmetricState):  # type: ignore[misc]
-    """WhatsApp quirk: an empty payload encrypted before any key exists is not hashed."""
-
-    def encrypt_and_hash(self, plaintext: bytes) -> bytes:
-        if not self.cipherstate_has_key() and plaintext == b"":
-            return b""
-        return super().encrypt_and_hash(plaintext)  # type: ignore[no-any-return]
-
-    def decrypt_and_hash(self, ciphertext: bytes) -> bytes:
-        if not self.cipherstate_has_key() and ciphertext == b"":
-            return b""
-        return super().decrypt_and_hash(ciphertext)  # type: ignore[no-any-return]
-
-
-class _FixedDH(X25519DH):  # type: ignore[misc]
-    """dissononce generates ephemerals itself; hand it fixed ones for the known-answer run."""
-
-    def __init__(self, ephemerals: list[bytes] | None = None) -> None:
-        super().__init__()
-        self._fixed = list(ephemerals or [])
-
-    def generate_keypair(self, privatekey: Any = None) -> Any:
-        if privatekey is None and self._fixed:
-            return super().generate_keypair(DPrivateKey(self._fixed.pop(0)))
-        return super().generate_keypair(privatekey)
-
-
-def d_keypair(priv: bytes) -> Any:
-    return X25519DH().generate_keypair(DPrivateKey(priv))
-
-
-def d_state(initiator: bool, static_priv: bytes, ephemeral: bytes | None = None) -> Any:
-    dh = _FixedDH([ephemeral] if ephemeral else None)
-    hs = DHandshakeState(_WASymmetricState(DCipherState(AESGCMCipher()), SHA256Hash()), dh)
-    hs.initialize(XXHandshakePattern(), initiator, HEADER, s=d_keypair(static_priv))
-    return hs
 
 
 def d_write(hs: Any, payload: bytes, has_e: bool, has_payload: bool) -> tuple[NoiseMessage, Any]:
@@ -180,7 +134,7 @@ def test_known_answer_transcript_matches_dissononce_and_the_stored_vector() -> N
 
 def test_standard_noise_would_differ() -> None:
     """The quirk matters: stock dissononce (hashing the empty first payload) gives another h."""
-    dh = _FixedDH([FIXED["client_ephemeral"]])
+    dh = FixedDH([FIXED["client_ephemeral"]])
     hs = DHandshakeState(DSymmetricState(DCipherState(AESGCMCipher()), SHA256Hash()), dh)
     hs.initialize(XXHandshakePattern(), True, HEADER, s=d_keypair(FIXED["client_static"]))
     hs.write_message(b"", bytearray())
