@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from wacrypto.chat.messenger import Directory, Messenger, open_messenger  # noqa
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.store import open_store  # noqa: E402
 from wacrypto.store.protocols import KeyStore  # noqa: E402
-from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings, MessageReceived  # noqa: E402
+from wacrypto.transport.chat_connection import KeepaliveSettings, MessageReceived  # noqa: E402
 from wacrypto.chat.envelope import Envelope  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"

@@ -35,12 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from wacrypto.chat.client import ChatClientConfig, open_chat_client  # noqa: E402
-from wacrypto.chat.events import ClientState, StateChanged  # noqa: E402
+from wacrypto.chat.events import ClientState  # noqa: E402
 from wacrypto.chatd.server import ChatdServer, ServerKeys, load_trust_file  # noqa: E402
 from wacrypto.chat.stream import NoiseStream  # noqa: E402
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
 from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings  # noqa: E402
-from wacrypto.transport.noise_connection import NEED_DATA, ClientSettings, NoiseConnection, ServerSettings  # noqa: E402
+from wacrypto.transport.noise_connection import ClientSettings, NoiseConnection, ServerSettings  # noqa: E402
 from wacrypto.transport.noise import HandshakeState, Role  # noqa: E402
 
 HEADER = b"WA\x06\x03"

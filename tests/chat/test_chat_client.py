@@ -32,7 +32,6 @@ from wacrypto.transport.chat_connection import (
     KeepaliveSettings,
     MessageReceived,
     PingReceived,
-    PongReceived,
 )
 from wacrypto.transport.messages import ClientPayload, StreamErrorCode
 

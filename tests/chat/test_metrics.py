@@ -4,7 +4,6 @@ follow real traffic through the relaying chatd (sends, acks, deliveries, drops, 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import trio
 

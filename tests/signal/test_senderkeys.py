@@ -21,7 +21,6 @@ from wacrypto.limits import (
     MAX_SENDER_KEY_STATES,
     MAX_SENDER_MESSAGE_KEYS,
 )
-from wacrypto.primitives.keys import KeyPair
 from wacrypto.primitives.xeddsa import XEdDSASigner, xeddsa_sign, xeddsa_verify
 from wacrypto.signal import senderkeys as sk
 from wacrypto.signal.senderkeys import SenderKeyRecord

@@ -27,7 +27,7 @@ from wacrypto.address import Address
 from wacrypto.session.cipher import SessionCipher
 from wacrypto.errors import DuplicateMessageError
 from wacrypto.store import open_store
-from wacrypto.store.protocols import KeyStore, OutboxEntry
+from wacrypto.store.protocols import OutboxEntry
 
 A = Address("alice", 1)
 B = Address("bob", 1)

@@ -8,7 +8,7 @@ and the record-level steps below (:func:`initiate`, :func:`respond`, :func:`decr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final, final
+from typing import final
 
 from wacrypto._proto import storage_pb2 as _pb
 from wacrypto.errors import DecryptionError, DuplicateMessageError, InvalidArgumentError, InvalidMessageError, PeerError
