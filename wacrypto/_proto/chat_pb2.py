@@ -24,27 +24,13 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nchat.proto\x12\rwacrypto.chat\"\xbb\x04\n\tChatFrame\x12-\n\x04ping\x18\x01 \x01(\x0b\x32\x1d.wacrypto.chat.ChatFrame.PingH\x00\x12-\n\x04pong\x18\x02 \x01(\x0b\x32\x1d.wacrypto.chat.ChatFrame.PongH\x00\x12<\n\x0cstream_error\x18\x03 \x01(\x0b\x32$.wacrypto.chat.ChatFrame.StreamErrorH\x00\x12\x33\n\x07message\x18\x04 \x01(\x0b\x32 .wacrypto.chat.ChatFrame.MessageH\x00\x12+\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x1c.wacrypto.chat.ChatFrame.AckH\x00\x1a\x12\n\x04Ping\x12\n\n\x02id\x18\x01 \x01(\x04\x1a\x12\n\x04Pong\x12\n\n\x02id\x18\x01 \x01(\x04\x1a\xc4\x01\n\x0bStreamError\x12\x37\n\x04\x63ode\x18\x01 \x01(\x0e\x32).wacrypto.chat.ChatFrame.StreamError.Code\x12\x0c\n\x04text\x18\x02 \x01(\t\"n\n\x04\x43ode\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08\x43ONFLICT\x10\x01\x12\x0e\n\nLOGGED_OUT\x10\x02\x12\x13\n\x0f\x43LIENT_OUTDATED\x10\x03\x12\x14\n\x10RESTART_REQUIRED\x10\x04\x12\x10\n\x0cRATE_LIMITED\x10\x05\x1a&\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x1a\x11\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\tB\x06\n\x04kind\"I\n\x08\x45nvelope\x12\x11\n\trecipient\x18\x01 \x01(\x0c\x12\x0e\n\x06sender\x18\x02 \x01(\x0c\x12\x0c\n\x04type\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nchat.proto\x12\rwacrypto.chat\"I\n\x08\x45nvelope\x12\x11\n\trecipient\x18\x01 \x01(\x0c\x12\x0e\n\x06sender\x18\x02 \x01(\x0c\x12\x0c\n\x04type\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHATFRAME']._serialized_start=30
-  _globals['_CHATFRAME']._serialized_end=601
-  _globals['_CHATFRAME_PING']._serialized_start=297
-  _globals['_CHATFRAME_PING']._serialized_end=315
-  _globals['_CHATFRAME_PONG']._serialized_start=317
-  _globals['_CHATFRAME_PONG']._serialized_end=335
-  _globals['_CHATFRAME_STREAMERROR']._serialized_start=338
-  _globals['_CHATFRAME_STREAMERROR']._serialized_end=534
-  _globals['_CHATFRAME_STREAMERROR_CODE']._serialized_start=424
-  _globals['_CHATFRAME_STREAMERROR_CODE']._serialized_end=534
-  _globals['_CHATFRAME_MESSAGE']._serialized_start=536
-  _globals['_CHATFRAME_MESSAGE']._serialized_end=574
-  _globals['_CHATFRAME_ACK']._serialized_start=576
-  _globals['_CHATFRAME_ACK']._serialized_end=593
-  _globals['_ENVELOPE']._serialized_start=603
-  _globals['_ENVELOPE']._serialized_end=676
+  _globals['_ENVELOPE']._serialized_start=29
+  _globals['_ENVELOPE']._serialized_end=102
 # @@protoc_insertion_point(module_scope)

@@ -69,13 +69,19 @@ class CertChain(_message.Message):
     def __init__(self, leaf: _Optional[_Union[CertChain.NoiseCertificate, _Mapping]] = ..., intermediate: _Optional[_Union[CertChain.NoiseCertificate, _Mapping]] = ...) -> None: ...
 
 class ClientPayload(_message.Message):
-    __slots__ = ("version_major", "version_minor", "version_patch", "user_agent")
+    __slots__ = ("version_major", "version_minor", "version_patch", "user_agent", "username", "server", "device")
     VERSION_MAJOR_FIELD_NUMBER: _ClassVar[int]
     VERSION_MINOR_FIELD_NUMBER: _ClassVar[int]
     VERSION_PATCH_FIELD_NUMBER: _ClassVar[int]
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     version_major: int
     version_minor: int
     version_patch: int
     user_agent: str
-    def __init__(self, version_major: _Optional[int] = ..., version_minor: _Optional[int] = ..., version_patch: _Optional[int] = ..., user_agent: _Optional[str] = ...) -> None: ...
+    username: str
+    server: str
+    device: int
+    def __init__(self, version_major: _Optional[int] = ..., version_minor: _Optional[int] = ..., version_patch: _Optional[int] = ..., user_agent: _Optional[str] = ..., username: _Optional[str] = ..., server: _Optional[str] = ..., device: _Optional[int] = ...) -> None: ...

@@ -69,12 +69,13 @@ from wacrypto.transport.chat_connection import (
     ChatEvent,
     KeepaliveSettings,
     MessageReceived,
+    NodeReceived,
     PongReceived,
     StreamErrorReceived,
 )
 from wacrypto.transport.noise_connection import ClientSettings, ConnectionClosed, NoiseConnection
 from wacrypto.transport.framing import DEFAULT_HEADER
-from wacrypto.transport.messages import Ack, ClientPayload, Message, StreamErrorCode
+from wacrypto.transport.messages import Ack, ClientPayload, Message, Node, StreamErrorCode
 from wacrypto.chat.driver import PING_REQUEST, ConnectionDriver, Outgoing
 from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChanged
 
@@ -289,6 +290,12 @@ class ChatClient:
         await self._out_send.send(msg)
         return msg.id
 
+    async def send_node(self, node: Node) -> None:
+        """Queue a WhatsApp stanza (docs/chat-protocol.md); waits while the send queue is full.
+        What the server sends back arrives as :class:`NodeReceived` events."""
+        self._check_open()
+        await self._out_send.send(node)
+
     async def ack(self, id: str) -> None:
         """Acknowledge a received message (after persisting it)."""
         self._check_open()
@@ -376,7 +383,7 @@ class ChatClient:
         raise ConnectError(f"could not connect to {c.host} ({'; '.join(reasons)})")
 
     async def _on_event(self, ev: ChatEvent) -> None:
-        if isinstance(ev, (MessageReceived, AckReceived, PongReceived)):
+        if isinstance(ev, (MessageReceived, AckReceived, NodeReceived, PongReceived)):
             await self._emit(ev)
 
     async def _supervise(self) -> None:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import final
 
 from wacrypto.errors import TransportError
-from wacrypto.transport.chat_connection import AckReceived, MessageReceived, PongReceived
+from wacrypto.transport.chat_connection import AckReceived, MessageReceived, NodeReceived, PongReceived
 
 __all__ = [
     "AckReceived",
     "ClientEvent",
     "ClientState",
     "MessageReceived",
+    "NodeReceived",
     "PongReceived",
     "PortFailed",
     "StateChanged",
@@ -47,4 +48,4 @@ class PortFailed:
     reason: str
 
 
-ClientEvent = StateChanged | PortFailed | PongReceived | MessageReceived | AckReceived
+ClientEvent = StateChanged | PortFailed | PongReceived | MessageReceived | AckReceived | NodeReceived

@@ -50,6 +50,7 @@ from wacrypto.transport.messages import (
     Stanza,
     StreamError,
     StreamErrorCode,
+    Node,
     decode_stanza,
     encode_stanza,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "Connected",
     "KeepaliveSettings",
     "MessageReceived",
+    "NodeReceived",
     "PingReceived",
     "PongReceived",
     "StreamErrorReceived",
@@ -121,6 +123,14 @@ class AckReceived:
 
 @final
 @dataclass(frozen=True, slots=True)
+class NodeReceived:
+    """Any other stanza (a WhatsApp ``message``, ``receipt``, ``iq``, ``notification``, ``ack``...)."""
+
+    node: Node
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class PingReceived:
     """The peer pinged; the pong is already queued."""
 
@@ -143,7 +153,14 @@ class StreamErrorReceived:
     text: str
 
 
-ChatEvent = Connected | MessageReceived | AckReceived | PingReceived | PongReceived | StreamErrorReceived | ConnectionClosed
+ChatEvent = Connected | MessageReceived | AckReceived | NodeReceived | PingReceived | PongReceived | StreamErrorReceived | ConnectionClosed
+
+
+def _expects_answer(stanza: Stanza) -> bool:
+    """A stanza the peer answers (so the dead-socket rule applies): a message, receipt or iq request."""
+    assert isinstance(stanza, Node)
+    return stanza.tag in ("message", "receipt", "notification") or (
+        stanza.tag == "iq" and stanza.attrs.get("type") in ("get", "set"))
 
 
 @final
@@ -229,6 +246,9 @@ class ChatConnection:
                     noise.fail(exc)
                     raise
                 t = type(st)
+                if t is Node:
+                    assert isinstance(st, Node)
+                    return NodeReceived(st)
                 if t is Message:
                     assert isinstance(st, Message)
                     return MessageReceived(st.id, st.payload)
@@ -262,7 +282,7 @@ class ChatConnection:
         """Queue one stanza (encrypted, framed, whole). Messages and pings arm the dead-socket rule."""
         self._noise.send_frame(encode_stanza(stanza))
         t = type(stanza)
-        if t is Message or t is Ping:
+        if t is Message or t is Ping or (t is Node and _expects_answer(stanza)):
             if self._unanswered_since is None:
                 self._unanswered_since = now
 

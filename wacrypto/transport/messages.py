@@ -3,8 +3,10 @@
 * handshake messages (``HandshakeMessage`` with exactly one of client_hello / server_hello /
   client_finish) <-> :class:`~wacrypto.transport.noise.NoiseMessage`;
 * :class:`ClientPayload`, the client's encrypted handshake payload;
-* chat stanzas carried in transport frames: :class:`Ping`, :class:`Pong`, :class:`StreamError`,
-  :class:`Message`, :class:`Ack`.
+* chat stanzas carried in transport frames, one WABinary node each (``docs/chat-protocol.md``):
+  :class:`Ping`, :class:`Pong`, :class:`StreamError` (the transport's own), :class:`Message` and
+  :class:`Ack` (the relay of our own envelopes, ``<message type="relay">``), and any other
+  :class:`~wacrypto.wire.binary.Node` (the WhatsApp stanzas, handled above the transport).
 
 Parsing untrusted bytes raises only :class:`~wacrypto.errors.HandshakeError` (handshake) or
 :class:`~wacrypto.errors.FrameError` (stanzas), both of the :class:`~wacrypto.errors.PeerError`
@@ -20,14 +22,17 @@ from dataclasses import dataclass
 from typing import Final, final
 
 from wacrypto.transport._pb import DECODE_ERRORS
-from wacrypto._proto import chat_pb2, noise_pb2
-from wacrypto.errors import FrameError, HandshakeError, InvalidArgumentError
+from wacrypto._proto import noise_pb2
+from wacrypto.errors import FrameError, HandshakeError, InvalidArgumentError, InvalidMessageError
+from wacrypto.wire.binary import Node, decode_node, encode_node
 from wacrypto.transport.noise import NoiseMessage
 
 __all__ = [
     "Ack",
     "ClientPayload",
     "HandshakeKind",
+    "Node",
+    "PING_ID_PREFIX",
     "Message",
     "Ping",
     "Pong",
@@ -38,11 +43,14 @@ __all__ = [
     "decode_stanza",
     "encode_handshake",
     "encode_stanza",
+    "node_stanza",
+    "stanza_node",
 ]
 
 MAX_STANZA_ID_LEN: Final = _limits.MAX_STANZA_ID_LEN
 MAX_USER_AGENT_LEN: Final = _limits.MAX_USER_AGENT_LEN
 MAX_ERROR_TEXT_LEN: Final = _limits.MAX_ERROR_TEXT_LEN
+MAX_USERNAME_LEN: Final = 64
 _MAX_UINT32: Final = 0xFFFFFFFF
 _MAX_UINT64: Final = (1 << 64) - 1
 
@@ -113,16 +121,24 @@ def decode_handshake(kind: HandshakeKind, data: bytes) -> NoiseMessage:
 @final
 @dataclass(frozen=True, slots=True)
 class ClientPayload:
-    """What the client tells the server inside the handshake: its version and user agent."""
+    """What the client tells the server inside the handshake: its version and user agent, and the
+    account (``username`` at ``server``) and ``device`` it logs in as (empty: an anonymous relay client)."""
 
     version: tuple[int, int, int] = (0, 1, 0)
     user_agent: str = "wacrypto"
+    username: str = ""
+    server: str = ""
+    device: int = 0
 
     def __post_init__(self) -> None:
         if len(self.version) != 3 or not all(0 <= v <= _MAX_UINT32 for v in self.version):
             raise InvalidArgumentError("version is three uint32 numbers")
         if len(self.user_agent) > MAX_USER_AGENT_LEN:
             raise InvalidArgumentError("user agent too long")
+        if len(self.username) > MAX_USERNAME_LEN or len(self.server) > MAX_USERNAME_LEN:
+            raise InvalidArgumentError("username or server too long")
+        if not 0 <= self.device <= 0xFFFF:
+            raise InvalidArgumentError("device is a number 0..65535")
 
     def to_bytes(self) -> bytes:
         m = noise_pb2.ClientPayload(
@@ -131,6 +147,10 @@ class ClientPayload:
             version_patch=self.version[2],
             user_agent=self.user_agent,
         )
+        if self.username:
+            m.username = self.username
+            m.server = self.server
+            m.device = self.device
         out: bytes = m.SerializeToString(deterministic=True)
         return out
 
@@ -144,7 +164,8 @@ class ClientPayload:
         if not m.HasField("version_major"):
             raise HandshakeError("client payload lacks a version")
         try:
-            return cls((m.version_major, m.version_minor, m.version_patch), m.user_agent)
+            return cls((m.version_major, m.version_minor, m.version_patch), m.user_agent, m.username, m.server,
+                       m.device)
         except InvalidArgumentError as exc:
             raise HandshakeError(f"invalid client payload: {exc}") from None
 
@@ -217,48 +238,102 @@ class Ack:
         _check_id(self.id)
 
 
-Stanza = Ping | Pong | StreamError | Message | Ack
+Stanza = Ping | Pong | StreamError | Message | Ack | Node
+
+# The WhatsApp stream error codes of each StreamErrorCode (docs/chat-protocol.md) and back
+_STREAM_CODES: Final = {
+    StreamErrorCode.UNKNOWN: 500,
+    StreamErrorCode.CONFLICT: 440,
+    StreamErrorCode.LOGGED_OUT: 401,
+    StreamErrorCode.CLIENT_OUTDATED: 405,
+    StreamErrorCode.RESTART_REQUIRED: 515,
+    StreamErrorCode.RATE_LIMITED: 429,
+}
+_CODES_STREAM: Final = {v: k for k, v in _STREAM_CODES.items()}
+_CONFLICT_TYPES: Final = {StreamErrorCode.CONFLICT: "replaced", StreamErrorCode.LOGGED_OUT: "device_removed"}
+_CONFLICT_CODES: Final = {"replaced": StreamErrorCode.CONFLICT, "device_removed": StreamErrorCode.LOGGED_OUT}
+PING_ID_PREFIX: Final = "ping."
+_SERVER: Final = "s.whatsapp.net"
+
+
+def _ping_id(text: str | None) -> int | None:
+    """The number of a transport ping id ``ping.<n>``, or None for any other id."""
+    if text is None or not text.startswith(PING_ID_PREFIX):
+        return None
+    digits = text[len(PING_ID_PREFIX):]
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 20:
+        return None
+    n = int(digits)
+    return n if n <= _MAX_UINT64 else None
+
+
+def stanza_node(st: Stanza) -> Node:
+    """The WABinary node of a stanza (see docs/chat-protocol.md)."""
+    t = type(st)
+    if t is Node:
+        assert isinstance(st, Node)
+        return st
+    if t is Message:
+        assert isinstance(st, Message)
+        return Node("message", {"id": st.id, "type": "relay"}, st.payload)
+    if t is Ack:
+        assert isinstance(st, Ack)
+        return Node("ack", {"class": "message", "id": st.id})
+    if t is Ping:
+        assert isinstance(st, Ping)
+        return Node("iq", {"id": f"{PING_ID_PREFIX}{st.id}", "type": "get", "xmlns": "w:p", "to": _SERVER},
+                    (Node("ping"),))
+    if t is Pong:
+        assert isinstance(st, Pong)
+        return Node("iq", {"id": f"{PING_ID_PREFIX}{st.id}", "type": "result"})
+    if t is StreamError:
+        assert isinstance(st, StreamError)
+        attrs = {"code": str(_STREAM_CODES[st.code])}
+        if st.text:
+            attrs["text"] = st.text
+        conflict = _CONFLICT_TYPES.get(st.code)
+        return Node("stream:error", attrs, None if conflict is None else (Node("conflict", {"type": conflict}),))
+    raise InvalidArgumentError(f"not a stanza: {type(st).__name__}")
+
+
+def node_stanza(node: Node) -> Stanza:
+    """The typed stanza a node stands for, or the node itself (everything the transport does not handle)."""
+    tag, attrs = node.tag, node.attrs
+    if tag == "iq":
+        pid = _ping_id(attrs.get("id"))
+        if pid is not None:
+            kind = attrs.get("type")
+            if kind == "get" and attrs.get("xmlns") == "w:p" and node.child("ping") is not None:
+                return Ping(pid)
+            if kind == "result" and node.content is None:
+                return Pong(pid)
+        return node
+    if tag == "message" and attrs.get("type") == "relay" and set(attrs) == {"id", "type"}:
+        if isinstance(node.content, bytes):
+            return Message(attrs["id"], node.content)
+        raise FrameError("relay message without a payload")
+    if tag == "ack" and set(attrs) == {"class", "id"} and attrs["class"] == "message" and node.content is None:
+        return Ack(attrs["id"])
+    if tag == "stream:error":
+        code_text = attrs.get("code")
+        code = StreamErrorCode.UNKNOWN
+        if code_text is not None and code_text.isdigit() and code_text.isascii() and len(code_text) <= 4:
+            code = _CODES_STREAM.get(int(code_text), StreamErrorCode.UNKNOWN)
+        conflict = node.child("conflict") if isinstance(node.content, tuple) else None
+        if conflict is not None and code_text is None:
+            code = _CONFLICT_CODES.get(conflict.attrs.get("type", ""), StreamErrorCode.UNKNOWN)
+        text = attrs.get("text", "")
+        return StreamError(code, text[:MAX_ERROR_TEXT_LEN])
+    return node
 
 
 def encode_stanza(st: Stanza) -> bytes:
-    m = chat_pb2.ChatFrame()
-    if type(st) is Message:
-        m.message.id = st.id
-        m.message.payload = st.payload
-    elif type(st) is Ping:
-        m.ping.id = st.id
-    elif type(st) is Pong:
-        m.pong.id = st.id
-    elif type(st) is Ack:
-        m.ack.id = st.id
-    elif type(st) is StreamError:
-        m.stream_error.code = int(st.code)  # type: ignore[assignment]
-        if st.text:
-            m.stream_error.text = st.text
-    else:
-        raise InvalidArgumentError(f"not a stanza: {type(st).__name__}")
-    out: bytes = m.SerializeToString()
-    return out
+    return encode_node(stanza_node(st))
 
 
 def decode_stanza(data: bytes) -> Stanza:
     """Parse one decrypted frame; raises only :class:`FrameError`."""
-    m = chat_pb2.ChatFrame()
     try:
-        m.ParseFromString(data)
-        kind = m.WhichOneof("kind")
-        if kind == "message":
-            return Message(m.message.id, bytes(m.message.payload))
-        if kind == "ping":
-            return Ping(m.ping.id)
-        if kind == "pong":
-            return Pong(m.pong.id)
-        if kind == "ack":
-            return Ack(m.ack.id)
-        if kind == "stream_error":
-            e = m.stream_error
-            code = StreamErrorCode(e.code) if e.HasField("code") else StreamErrorCode.UNKNOWN
-            return StreamError(code, e.text)
-    except DECODE_ERRORS + (InvalidArgumentError,):
-        raise FrameError("malformed chat frame") from None
-    raise FrameError("chat frame holds no known stanza")
+        return node_stanza(decode_node(data))
+    except (InvalidMessageError, InvalidArgumentError) as exc:
+        raise FrameError(f"malformed stanza: {exc}") from None
