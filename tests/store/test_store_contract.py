@@ -71,6 +71,23 @@ class _Tx:
         n = await self._inner.count_outbox()
         return n + 1 if self._broken == "count_outbox" and n else n
 
+    async def sent_prune(self, created_before: float) -> int:
+        if self._broken == "sent_prune_all":
+            return await self._inner.sent_prune(float("inf"))
+        return await self._inner.sent_prune(created_before)
+
+    async def migrate_address(self, old_name: str, new_name: str) -> int:
+        if self._broken != "migrate_sessions_only":
+            return await self._inner.migrate_address(old_name, new_name)
+        n = 0
+        for a in await self._inner.list_sessions():
+            rec = await self._inner.load_session(a)
+            if a.name == old_name and rec is not None:
+                await self._inner.store_session(Address(new_name, a.device_id), rec)
+                await self._inner.delete_session(a)
+                n += 1
+        return n
+
 
 class _Broken:
     def __init__(self, broken: str) -> None:
@@ -90,7 +107,10 @@ class _Broken:
             await self._inner.wipe()
 
     async def dump(self) -> StoreDump:
-        return await self._inner.dump()
+        d = await self._inner.dump()
+        if self._broken == "dump_without_retry_counters":
+            d.retry_counts.clear()
+        return d
 
     async def load(self, dump: StoreDump) -> None:
         await self._inner.load(dump)
@@ -108,6 +128,9 @@ class _Broken:
         ("hand_out_newest", "prekeys_are_handed_out_once_while_any_remain", "has no one-time prekey though unused ones remain"),
         ("count_outbox", "counts", "count_outbox"),
         ("wipe", "wipe_resets_the_account", "local identity after wipe"),
+        ("sent_prune_all", "sent_messages", "sent_prune before the oldest"),
+        ("dump_without_retry_counters", "retry_counters_survive_a_restart", "continues the count"),
+        ("migrate_sessions_only", "migrate_address_moves_a_name_atomically", "rows moved by a migration"),
     ],
 )
 async def test_a_broken_store_fails_with_a_clear_message(broken: str, check: str, message: str) -> None:

@@ -1,7 +1,8 @@
 """Property test: random transactions on each backend behave exactly as on the memory reference store.
 
 Hypothesis draws transactions of reads and writes of every kind of state (sessions, identities, one-time
-prekeys with hand-outs, sender keys, meta, received rows, the outbox), some of which fail at the end,
+prekeys with hand-outs, sender keys, meta, received rows, the outbox, sent plaintexts, retry counters,
+PN -> LID mappings and address migrations), some of which fail at the end,
 with an occasional wipe. Each is run on the memory store and on the store under test; every read, count
 and hand-out must give the same answer, and after each transaction both stores must dump the same rows.
 """
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from wacrypto.address import Address
 from wacrypto.store import open_store
 from wacrypto.store.memory import MemoryKeyStore
-from wacrypto.store.protocols import KeyStore, OutboxEntry, Transaction
+from wacrypto.store.protocols import KeyStore, OutboxEntry, SentMessage, Transaction
 
 ADDRS = [Address("bob", 1), Address("bob", 2), Address("carol", 1)]
 blob = st.binary(min_size=0, max_size=40)
@@ -28,6 +29,9 @@ pid = st.integers(1, 40)
 digest = st.sampled_from([bytes([i]) * 32 for i in range(4)])
 mid = st.sampled_from([f"m{i}" for i in range(5)])
 at = st.floats(0, 100, allow_nan=False)
+chat = st.sampled_from(["c1", "c2"])
+name = st.sampled_from(["bob", "carol", "dave"])
+user = st.sampled_from(["pn1", "pn2", "lid1", "lid2"])
 
 OPS = st.one_of(
     st.tuples(st.just("store_session"), addr, blob),
@@ -55,6 +59,17 @@ OPS = st.one_of(
     st.tuples(st.just("outbox_put"), mid, blob, at),
     st.tuples(st.just("outbox_remove"), mid),
     st.tuples(st.just("outbox_list"), st.integers(1, 6)),
+    st.tuples(st.just("sent_put"), mid, chat, blob, at),
+    st.tuples(st.just("sent_get"), mid, chat),
+    st.tuples(st.just("sent_prune"), at),
+    st.tuples(st.just("count_sent")),
+    st.tuples(st.just("retry_count_bump"), mid, name, at),
+    st.tuples(st.just("retry_count_clear"), mid, name),
+    st.tuples(st.just("retry_prune"), at),
+    st.tuples(st.just("migrate_address"), name, name),
+    st.tuples(st.just("set_lid_mapping"), user, user),
+    st.tuples(st.just("get_lid_for_pn"), user),
+    st.tuples(st.just("get_pn_for_lid"), user),
 )
 TXS = st.lists(
     st.one_of(st.tuples(st.just("tx"), st.lists(OPS, max_size=8), st.booleans()), st.tuples(st.just("wipe"))),
@@ -82,6 +97,8 @@ async def _op(tx: Transaction, op: tuple[Any, ...]) -> object:
         return await tx.outbox_put(OutboxEntry(a[0], "bob.1", 2, a[1], a[2]))
     if name == "outbox_list":
         return await tx.outbox_list(limit=a[0])
+    if name == "sent_put":
+        return await tx.sent_put(SentMessage(*a))
     result: object = await getattr(tx, name)(*a)
     return result
 

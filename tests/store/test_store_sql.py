@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -24,7 +25,7 @@ from wacrypto.errors import (
     UnsupportedServerError,
 )
 from wacrypto.signal.records import identity_from_bytes
-from wacrypto.store import SqlKeyStore, open_store
+from wacrypto.store import SentMessage, SqlKeyStore, open_store
 from wacrypto.store.sql.dialect import check_version, dialect_for, parse_mysql_version
 from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import LATEST_VERSION, migrate
@@ -48,21 +49,28 @@ async def test_state_survives_reopen(sql_url: str) -> None:
     await s2.aclose()
 
 
-async def test_fresh_install_and_upgrade_from_version_1(sql_url: str) -> None:
-    d = dialect_for(parse_store_url(sql_url), busy_timeout_ms=5000)
+def _old_store(url: str, version: int, rows: dict[tuple[str, Any], Any], *statements: tuple[str, list[Any]]) -> None:
+    """A store of schema ``version`` (not encrypted at rest) holding ``rows`` and what ``statements`` insert."""
+    d = dialect_for(parse_store_url(url), busy_timeout_ms=5000)
     conn = d.connect()
     try:
-        assert migrate(conn, d, target=1) == (0, 1)
+        assert migrate(conn, d, target=version) == (0, version)
         conn.execute("INSERT INTO wa_store_info (name, value) VALUES ('at_rest', ?)", [b"none"])
         if d.name == "sqlite":
             conn.execute("BEGIN")
         else:
             d.begin(conn)
-        Rows(d, None).apply(conn, {("session", "bob.1"): b"old-record", ("meta", "k"): b"v"}, 1.0)
-        conn.execute("INSERT INTO wa_prekey (id, record, updated_at) VALUES (7, ?, 1.0)", [b"old-prekey"])
+        Rows(d, None).apply(conn, rows, 1.0)
+        for sql, params in statements:
+            conn.execute(sql, params)
         d.commit(conn)
     finally:
         conn.close()
+
+
+async def test_fresh_install_and_upgrade_from_version_1(sql_url: str) -> None:
+    _old_store(sql_url, 1, {("session", "bob.1"): b"old-record", ("meta", "k"): b"v"},
+               ("INSERT INTO wa_prekey (id, record, updated_at) VALUES (7, ?, 1.0)", [b"old-prekey"]))
     with pytest.raises(SchemaError, match="older than"):
         await open_store(sql_url, migrate=False)
     s = await open_store(sql_url)  # upgrades 1 -> latest, keeps the data
@@ -99,6 +107,51 @@ async def test_prekey_hand_out_survives_reopen(sql_url: str) -> None:
         assert (await account.get_bundle(s)).prekey_id is None  # all three handed out
         async with s.transaction() as tx:
             assert await tx.count_prekeys() == 2 and await tx.count_available_prekeys() == 0
+    finally:
+        await s.aclose()
+
+
+async def test_session_health_state_survives_reopen(sql_url: str) -> None:
+    """A retry count continues after a restart; sent plaintexts and the LID mapping are still there."""
+    s = await open_store(sql_url)
+    async with s.transaction() as tx:
+        assert await tx.retry_count_bump("m1", "bob.1", 1.0) == 1
+        assert await tx.retry_count_bump("m1", "bob.1", 2.0) == 2
+        await tx.sent_put(SentMessage("m1", "bob@s.whatsapp.net", b"hello", 3.0))
+        await tx.set_lid_mapping("15551234", "98765_1")
+    await s.aclose()
+    s = await open_store(sql_url)
+    try:
+        async with s.transaction() as tx:
+            assert await tx.retry_count_bump("m1", "bob.1", 4.0) == 3
+            assert await tx.sent_get("m1", "bob@s.whatsapp.net") == SentMessage("m1", "bob@s.whatsapp.net", b"hello", 3.0)
+            assert (await tx.get_lid_for_pn("15551234"), await tx.get_pn_for_lid("98765_1")) == ("98765_1", "15551234")
+    finally:
+        await s.aclose()
+
+
+async def test_upgrade_from_version_3_migrates_old_rows_to_a_lid(sql_url: str) -> None:
+    """Migration 4 adds the session-health tables to a store of schema 3; its sessions, identities and
+    sender keys move to a LID name."""
+    _old_store(sql_url, 3, {("session", "155512.1"): b"old-record", ("identity", "155512.1"): b"id",
+                            ("senderkey", ("g", "155512.1")): b"sk"})
+    s = await open_store(sql_url)
+    assert isinstance(s, SqlKeyStore)
+    try:
+        assert await s.schema_version() == LATEST_VERSION == 4
+        info = await s.info()
+        assert {k: info.rows[k] for k in ("sessions", "sent", "retry_counters", "lid_mappings")} == {
+            "sessions": 1, "sent": 0, "retry_counters": 0, "lid_mappings": 0}
+        async with s.transaction(Address("155512", 1), Address("777_1", 1)) as tx:
+            assert await tx.migrate_address("155512", "777_1") == 3
+            await tx.set_lid_mapping("155512", "777_1")
+            await tx.sent_put(SentMessage("m", "c", b"p", 1.0))
+        async with s.transaction(Address("777_1", 1)) as tx:
+            assert await tx.load_session(Address("777_1", 1)) == b"old-record"
+            assert await tx.get_remote_identity(Address("777_1", 1)) == b"id"
+            assert await tx.load_sender_key("g", Address("777_1", 1)) == b"sk"
+            assert await tx.load_session(Address("155512", 1)) is None
+            assert await tx.count_sent() == 1
     finally:
         await s.aclose()
 
@@ -314,9 +367,12 @@ async def test_keys_at_rest_a_dump_reveals_no_key(sql_url: str, tmp_path: Path) 
     a = SessionCipher(s)
     await a.process_bundle(BOB, await account.get_bundle(other))
     await a.encrypt_durable(BOB, b"secret plaintext 12345", "m1")
+    sent = os.urandom(24)  # a sent plaintext kept for retry receipts is sealed like the records
+    async with s.transaction() as tx:
+        await tx.sent_put(SentMessage("m1", "bob@s.whatsapp.net", sent, 1.0))
     d = await s.dump()
     await s.aclose()
-    secrets = [identity_from_bytes(local.identity_pair).private.to_bytes(), key]
+    secrets = [identity_from_bytes(local.identity_pair).private.to_bytes(), key, sent]
     from wacrypto.signal.records import PreKeyRecord, SessionRecord
 
     secrets += [PreKeyRecord.from_bytes(v).key_pair.private.to_bytes() for v in d.prekeys.values()]

@@ -18,7 +18,7 @@ from wacrypto.limits import DEFAULT_LEASE_SECONDS, DEFAULT_SQL_POOL_SIZE, DEFAUL
 from wacrypto.store.atrest import AtRestKey, key_from_env, key_from_file
 from wacrypto.store.dump import StoreDump
 from wacrypto.store.memory import MemoryKeyStore
-from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry, StoreInfo, Transaction
+from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry, SentMessage, StoreInfo, Transaction
 from wacrypto.store.sql.engine import SqlKeyStore
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Transaction",
     "LocalIdentity",
     "OutboxEntry",
+    "SentMessage",
     "MemoryKeyStore",
     "SqlKeyStore",
     "StoreDump",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from wacrypto.errors import BackupError
-from wacrypto.store.protocols import LocalIdentity, OutboxEntry
+from wacrypto.store.protocols import LocalIdentity, OutboxEntry, SentMessage
 
 __all__ = ["StoreDump", "DUMP_FORMAT"]
 
@@ -40,12 +40,16 @@ class StoreDump:
     meta: dict[str, bytes] = field(default_factory=dict)
     received: dict[bytes, tuple[bytes, bool, float]] = field(default_factory=dict)
     outbox: dict[str, OutboxEntry] = field(default_factory=dict)
+    sent: dict[tuple[str, str], SentMessage] = field(default_factory=dict)  # (message id, chat) -> message
+    retry_counts: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)  # (id, sender) -> (n, at)
+    lid_mappings: dict[str, str] = field(default_factory=dict)  # phone-number user -> LID user
 
     def __repr__(self) -> str:
         return (
             f"StoreDump(local={self.local is not None}, sessions={len(self.sessions)}, prekeys={len(self.prekeys)},"
             f" signed_prekeys={len(self.signed_prekeys)}, identities={len(self.identities)},"
-            f" sender_keys={len(self.sender_keys)}, outbox={len(self.outbox)}, received={len(self.received)})"
+            f" sender_keys={len(self.sender_keys)}, outbox={len(self.outbox)}, received={len(self.received)},"
+            f" sent={len(self.sent)}, retry_counters={len(self.retry_counts)}, lid_mappings={len(self.lid_mappings)})"
         )
 
     def counts(self) -> dict[str, int]:
@@ -59,6 +63,9 @@ class StoreDump:
             "meta": len(self.meta),
             "received": len(self.received),
             "outbox": len(self.outbox),
+            "sent": len(self.sent),
+            "retry_counters": len(self.retry_counts),
+            "lid_mappings": len(self.lid_mappings),
         }
 
     def to_json(self) -> bytes:
@@ -80,6 +87,9 @@ class StoreDump:
                 [e.message_id, e.address, e.msg_type, _b(e.body), e.created_at]
                 for e in sorted(self.outbox.values(), key=lambda e: (e.created_at, e.message_id))
             ],
+            "sent": [[m.message_id, m.chat, _b(m.plaintext), m.created_at] for _, m in sorted(self.sent.items())],
+            "retry_counts": [[m, s, n, t] for (m, s), (n, t) in sorted(self.retry_counts.items())],
+            "lid_mappings": [[p, lid] for p, lid in sorted(self.lid_mappings.items())],
         }
         return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
@@ -107,6 +117,12 @@ class StoreDump:
             d.outbox = {
                 str(m): OutboxEntry(str(m), str(a), int(ty), _u(b), float(c)) for m, a, ty, b, c in doc["outbox"]
             }
+            # the three below are absent from dumps written before the store kept them
+            d.sent = {
+                (str(m), str(c)): SentMessage(str(m), str(c), _u(p), float(t)) for m, c, p, t in doc.get("sent", [])
+            }
+            d.retry_counts = {(str(m), str(s)): (int(n), float(t)) for m, s, n, t in doc.get("retry_counts", [])}
+            d.lid_mappings = {str(p): str(lid) for p, lid in doc.get("lid_mappings", [])}
             return d
         except BackupError:
             raise

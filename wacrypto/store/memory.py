@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, final
 
 import trio
 
 from wacrypto.address import Address
 from wacrypto.store.dump import StoreDump
-from wacrypto.store.protocols import LocalIdentity, OutboxEntry, StoreInfo
+from wacrypto.store.protocols import LocalIdentity, OutboxEntry, SentMessage, StoreInfo, check_names
 
 _DELETED: Final = object()
+
+_AS_DUMPED: Final = {
+    "prekey": "prekeys",
+    "signed": "signed_prekeys",
+    "meta": "meta",
+    "received": "received",
+    "outbox": "outbox",
+    "sent": "sent",
+    "retry": "retry_counts",
+    "lid": "lid_mappings",
+}
+"""Kinds of rows whose keys and values are the same here and in a :class:`StoreDump` field."""
 
 
 @final
@@ -176,11 +188,14 @@ class MemoryTransaction:
             self._put("received", digest, (b"", True, now))
 
     async def prune_received(self, handled_before: float) -> int:
+        return self._prune("received", lambda v: bool(v[1]) and v[2] < handled_before)
+
+    def _prune(self, table: str, older: Callable[[Any], bool]) -> int:
+        """Delete the rows of ``table`` for which ``older(value)``; how many."""
         n = 0
-        for k in self._keys("received"):
-            v = self._get("received", k)
-            if v is not None and v[1] and v[2] < handled_before:
-                self._put("received", k, _DELETED)
+        for k in self._keys(table):
+            if older(self._get(table, k)):
+                self._put(table, k, _DELETED)
                 n += 1
         return n
 
@@ -200,6 +215,66 @@ class MemoryTransaction:
 
     async def count_outbox(self) -> int:
         return len(self._keys("outbox"))
+
+    # session health: sent plaintexts, retry counters, PN -> LID
+    async def sent_put(self, msg: SentMessage) -> None:
+        self._put("sent", (msg.message_id, msg.chat), msg)
+
+    async def sent_get(self, message_id: str, chat: str) -> SentMessage | None:
+        v = self._get("sent", (message_id, chat))
+        return v if isinstance(v, SentMessage) else None
+
+    async def sent_prune(self, created_before: float) -> int:
+        return self._prune("sent", lambda m: bool(m.created_at < created_before))
+
+    async def count_sent(self) -> int:
+        return len(self._keys("sent"))
+
+    async def retry_count_bump(self, message_id: str, sender: str, now: float) -> int:
+        v = self._get("retry", (message_id, sender))
+        n = (v[0] if v is not None else 0) + 1
+        self._put("retry", (message_id, sender), (n, float(now)))
+        return int(n)
+
+    async def retry_count_clear(self, message_id: str, sender: str) -> None:
+        self._put("retry", (message_id, sender), _DELETED)
+
+    async def retry_prune(self, before: float) -> int:
+        return self._prune("retry", lambda v: bool(v[1] < before))
+
+    async def migrate_address(self, old_name: str, new_name: str) -> int:
+        check_names(old_name, new_name)
+        if old_name == new_name:
+            return 0
+        moves: list[tuple[str, Any, Any]] = []
+        for table in ("session", "identity"):
+            moves += [(table, a, Address(new_name, a.device_id)) for a in self._keys(table) if a.name == old_name]
+        moves += [
+            ("senderkey", (g, s), (g, Address(new_name, s.device_id)))
+            for g, s in self._keys("senderkey")
+            if s.name == old_name
+        ]
+        n = 0
+        for table, old, new in moves:
+            if self._get(table, new) is None:
+                self._put(table, new, self._get(table, old))
+                n += 1
+            self._put(table, old, _DELETED)
+        return n
+
+    async def set_lid_mapping(self, pn_user: str, lid_user: str) -> None:
+        check_names(pn_user, lid_user)
+        for pn in self._keys("lid"):
+            if pn != pn_user and self._get("lid", pn) == lid_user:
+                self._put("lid", pn, _DELETED)
+        self._put("lid", pn_user, lid_user)
+
+    async def get_lid_for_pn(self, pn_user: str) -> str | None:
+        v = self._get("lid", pn_user)
+        return v if isinstance(v, str) else None
+
+    async def get_pn_for_lid(self, lid_user: str) -> str | None:
+        return next((pn for pn in self._keys("lid") if self._get("lid", pn) == lid_user), None)
 
 
 @final
@@ -267,22 +342,14 @@ class MemoryKeyStore:
                     d.local = v
                 elif table == "identity":
                     d.identities[str(key)] = v
-                elif table == "prekey":
-                    d.prekeys[int(key)] = v
                 elif table == "handed":
                     d.handed_out_prekeys.add(int(key))
-                elif table == "signed":
-                    d.signed_prekeys[int(key)] = v
                 elif table == "session":
                     d.sessions[str(key)] = v
                 elif table == "senderkey":
                     d.sender_keys[(key[0], str(key[1]))] = v
-                elif table == "meta":
-                    d.meta[key] = v
-                elif table == "received":
-                    d.received[key] = v
-                elif table == "outbox":
-                    d.outbox[key] = v
+                else:
+                    getattr(d, _AS_DUMPED[table])[key] = v
         return d
 
     async def load(self, dump: StoreDump) -> None:
@@ -291,14 +358,11 @@ class MemoryKeyStore:
         if dump.local is not None:
             data[("local", "identity")] = dump.local
         data.update({("identity", Address.parse(a)): v for a, v in dump.identities.items()})
-        data.update({("prekey", i): v for i, v in dump.prekeys.items()})
         data.update({("handed", i): True for i in dump.handed_out_prekeys if i in dump.prekeys})
-        data.update({("signed", i): v for i, v in dump.signed_prekeys.items()})
         data.update({("session", Address.parse(a)): v for a, v in dump.sessions.items()})
         data.update({("senderkey", (g, Address.parse(s))): v for (g, s), v in dump.sender_keys.items()})
-        data.update({("meta", k): v for k, v in dump.meta.items()})
-        data.update({("received", k): v for k, v in dump.received.items()})
-        data.update({("outbox", k): v for k, v in dump.outbox.items()})
+        for table, field in _AS_DUMPED.items():
+            data.update({(table, k): v for k, v in getattr(dump, field).items()})
         async with _MemoryTransactionCM(self):  # exclusive with transactions
             self._data.clear()
             self._data.update(data)

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wacrypto.address import Address
+from wacrypto.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from wacrypto.store.dump import StoreDump
 
-__all__ = ["KeyStore", "Transaction", "LocalIdentity", "OutboxEntry", "StoreInfo"]
+__all__ = ["KeyStore", "Transaction", "LocalIdentity", "OutboxEntry", "SentMessage", "StoreInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,38 @@ class OutboxEntry:
     msg_type: int
     body: bytes
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A plaintext we sent, kept to encrypt it again when a recipient's device asks (a retry receipt).
+
+    Keyed by (``message_id``, ``chat``); the repr never shows the plaintext.
+    """
+
+    message_id: str
+    chat: str
+    plaintext: bytes
+    created_at: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.message_id, str) or not isinstance(self.chat, str):
+            raise InvalidArgumentError("sent message id and chat must be strings")
+        if not isinstance(self.plaintext, bytes):
+            raise InvalidArgumentError("sent message plaintext must be bytes")
+
+    def __repr__(self) -> str:
+        return (
+            f"SentMessage(message_id={self.message_id!r}, chat={self.chat!r}, created_at={self.created_at!r},"
+            " plaintext=<secret>)"
+        )
+
+
+def check_names(*names: str) -> None:
+    """Refuse what cannot be an address name or a user (what ``migrate_address`` and ``set_lid_mapping`` take)."""
+    for n in names:
+        if not isinstance(n, str) or not n or "\x00" in n or len(n) > 1024:
+            raise InvalidArgumentError("a user or address name must be a non-empty string without NUL, at most 1024")
 
 
 @dataclass(frozen=True)
@@ -151,6 +184,47 @@ class Transaction(Protocol):
     async def outbox_remove(self, message_id: str) -> bool: ...
     async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]: ...
     async def count_outbox(self) -> int: ...
+
+    # -- session health on WhatsApp: sent plaintexts, retry counters, PN -> LID
+    async def sent_put(self, msg: SentMessage) -> None:
+        """Keep a sent plaintext (replacing the one with the same ``message_id`` and ``chat``)."""
+        ...
+
+    async def sent_get(self, message_id: str, chat: str) -> SentMessage | None: ...
+
+    async def sent_prune(self, created_before: float) -> int:
+        """Delete the sent plaintexts created before ``created_before``; how many were deleted."""
+        ...
+
+    async def count_sent(self) -> int: ...
+
+    async def retry_count_bump(self, message_id: str, sender: str, now: float) -> int:
+        """Count one more failed decrypt of (``message_id``, ``sender``): the new count, 1 the first time."""
+        ...
+
+    async def retry_count_clear(self, message_id: str, sender: str) -> None: ...
+
+    async def retry_prune(self, before: float) -> int:
+        """Delete the retry counters last bumped before ``before``; how many were deleted."""
+        ...
+
+    async def migrate_address(self, old_name: str, new_name: str) -> int:
+        """Move every session, remote identity and sender key of address name ``old_name`` (all device
+        ids) to ``new_name``, same device ids, in this transaction: PN -> LID migration.
+
+        Where ``new_name`` already has a row for a device (a session, an identity, or a sender key of
+        the same group), that row is kept and the old one is dropped. Returns the rows moved (the
+        dropped ones are not counted). Name the devices' old and new addresses in ``transaction(...)``
+        so that no concurrent encrypt or decrypt writes one of them meanwhile.
+        """
+        ...
+
+    async def set_lid_mapping(self, pn_user: str, lid_user: str) -> None:
+        """Record that phone-number user ``pn_user`` is LID user ``lid_user`` (each maps to one other)."""
+        ...
+
+    async def get_lid_for_pn(self, pn_user: str) -> str | None: ...
+    async def get_pn_for_lid(self, lid_user: str) -> str | None: ...
 
 
 class KeyStore(Protocol):

@@ -30,7 +30,7 @@ from wacrypto.session import account
 from wacrypto.session.cipher import CiphertextMessage, ReceivedMessage, SessionCipher
 from wacrypto.store.dump import StoreDump
 from wacrypto.store.memory import MemoryKeyStore
-from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry
+from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry, SentMessage
 
 __all__ = ["check_key_store", "StoreCheck", "STORE_CHECKS", "StoreFactory"]
 
@@ -145,6 +145,9 @@ async def _failed_transaction_changes_nothing(store: KeyStore, factory: StoreFac
             await tx.put_received(b"d" * 32, b"pt", 1.0)
             await tx.hand_out_prekey()
             await tx.delete_session(BOB)
+            await tx.sent_put(SentMessage("m1", "chat", b"pt", 1.0))
+            await tx.retry_count_bump("m1", "bob", 1.0)
+            await tx.set_lid_mapping("15551234", "98765")
             raise _Boom
 
     await _raises(_Boom, "the body's exception propagates out of the transaction", failing)
@@ -155,6 +158,8 @@ async def _failed_transaction_changes_nothing(store: KeyStore, factory: StoreFac
         _eq(await tx.outbox_list(), [], "outbox after a failed transaction")
         _eq(await tx.get_received(b"d" * 32), None, "received row of a failed transaction")
         _eq(await tx.count_available_prekeys(), 1, "prekeys available after a failed hand-out")
+        _eq((await tx.count_sent(), await tx.get_lid_for_pn("15551234")), (0, None), "sent, LID after a failed transaction")
+        _eq(await tx.retry_count_bump("m1", "bob", 2.0), 1, "retry count bumped after a failed bump")
 
 
 @_check
@@ -278,9 +283,13 @@ async def _counts(store: KeyStore, factory: StoreFactory) -> None:
     async with store.transaction() as tx:
         _eq((await tx.count_outbox(), await tx.count_sessions()), (2, 1), "outbox, sessions after commit")
         _eq((await tx.count_prekeys(), await tx.count_available_prekeys()), (3, 2), "prekeys, available after commit")
+    async with store.transaction() as tx:
+        await tx.sent_put(SentMessage("s", "chat", b"x", 1.0))
+        await tx.retry_count_bump("s", "bob", 1.0)
+        await tx.set_lid_mapping("15551234", "98765")
     info = await store.info()
     _ok(isinstance(info.backend, str) and info.backend, "info().backend is empty")
-    for kind, n in (("outbox", 2), ("sessions", 1), ("prekeys", 3)):
+    for kind, n in (("outbox", 2), ("sessions", 1), ("prekeys", 3), ("sent", 1), ("retry_counters", 1), ("lid_mappings", 1)):
         _eq(info.rows.get(kind), n, f"info().rows[{kind!r}]")
 
 
@@ -409,12 +418,18 @@ async def _wipe_resets_the_account(store: KeyStore, factory: StoreFactory) -> No
     async with store.transaction(BOB) as tx:
         await tx.store_session(BOB, b"s")
         await tx.outbox_put(OutboxEntry("w", str(BOB), 2, b"x", 1.0))
+        await tx.sent_put(SentMessage("w", "chat", b"x", 1.0))
+        await tx.retry_count_bump("w", "bob", 1.0)
+        await tx.set_lid_mapping("15551234", "98765")
     await store.wipe()
     async with store.transaction(BOB) as tx:
         _eq(await tx.get_local_identity(), None, "local identity after wipe")
         _eq(await tx.load_session(BOB), None, "session after wipe")
         _eq((await tx.count_prekeys(), await tx.count_outbox()), (0, 0), "prekeys, outbox after wipe")
+        _eq((await tx.count_sent(), await tx.get_pn_for_lid("98765")), (0, None), "sent, LID mapping after wipe")
     _eq((await store.dump()).counts(), StoreDump().counts(), "dump counts after wipe")
+    async with store.transaction() as tx:
+        _eq(await tx.retry_count_bump("w", "bob", 2.0), 1, "retry count after wipe")
     await account.create_account(store, prekeys=2)
     async with store.transaction() as tx:
         _eq(await tx.count_prekeys(), 2, "prekeys of the account created after wipe")
@@ -523,7 +538,11 @@ async def _dump_load_roundtrip(store: KeyStore, factory: StoreFactory) -> None:
     async with store.transaction() as tx:
         await tx.store_sender_key("g", CAROL, b"sk")
         await tx.put_received(b"\x07" * 32, b"pt", 5.0)
+        await tx.sent_put(SentMessage("m-1", "bob@s.whatsapp.net", b"x", 6.0))
+        await tx.retry_count_bump("r-1", "carol.7", 7.0)
+        await tx.set_lid_mapping("15551234", "98765")
     d = await store.dump()
+    _eq((len(d.sent), len(d.retry_counts), len(d.lid_mappings)), (1, 1, 1), "sent, retry counters, LID mappings dumped")
     mem = MemoryKeyStore()
     await mem.load(d)
     _ok((await mem.dump()).to_json() == d.to_json(), "the memory store's dump of a loaded dump differs")
@@ -538,6 +557,167 @@ async def _dump_load_roundtrip(store: KeyStore, factory: StoreFactory) -> None:
     _ok((await store.dump()).to_json() == d.to_json(), "dump after wipe and load differs")
     m = await SessionCipher(store).encrypt(BOB, b"after restore")
     _eq(await b.decrypt(ALICE, m.type, m.body), b"after restore", "the restored account continues its session")
+
+
+async def _reloaded(store: KeyStore, factory: StoreFactory) -> KeyStore:
+    """A second store holding what ``store`` committed (what a restart sees): dump, then load."""
+    other = await factory()
+    await other.load(await store.dump())
+    return other
+
+
+@_check
+async def _sent_messages(store: KeyStore, factory: StoreFactory) -> None:
+    """Sent plaintexts: kept per (message id, chat), replaced by a second put, pruned by age, not in reprs."""
+    chat = "bob@s.whatsapp.net"
+    secret = b"the plaintext 5123"
+    m1 = SentMessage("m1", chat, secret, 100.0)
+    _ok("5123" not in repr(m1) and repr(secret) not in repr(m1) and "m1" in repr(m1), f"repr shows the plaintext: {m1!r}")
+    async with store.transaction() as tx:
+        _eq((await tx.sent_get("m1", chat), await tx.count_sent()), (None, 0), "sent message of a new store, count")
+        await tx.sent_put(m1)
+        await tx.sent_put(SentMessage("m1", "group-1@g.us", b"to the group", 150.0))
+        await tx.sent_put(SentMessage("m2", chat, b"two", 200.0))
+        _eq(await tx.sent_get("m1", chat), m1, "a sent message read back in its transaction")
+        _eq(await tx.count_sent(), 3, "count_sent of this transaction's writes")
+    async with store.transaction() as tx:
+        _eq(await tx.sent_get("m1", chat), m1, "a sent message after commit")
+        _eq(await tx.sent_get("m1", "carol@s.whatsapp.net"), None, "a message id in another chat")
+        await tx.sent_put(SentMessage("m2", chat, b"two, edited", 300.0))  # upsert
+        _eq(await tx.count_sent(), 3, "count_sent after a put replacing a message")
+    async with store.transaction() as tx:
+        _eq(await tx.sent_get("m2", chat), SentMessage("m2", chat, b"two, edited", 300.0), "a replaced sent message")
+        _eq(await tx.sent_prune(100.0), 0, "sent_prune before the oldest")
+        await tx.sent_put(SentMessage("m3", chat, b"three", 50.0))
+        _eq(await tx.sent_prune(160.0), 3, "sent_prune of two stored and one written here, older than 160")
+        _eq(await tx.count_sent(), 1, "count_sent after a prune")
+    async with store.transaction() as tx:
+        _eq((await tx.sent_get("m1", chat), await tx.sent_get("m1", "group-1@g.us")), (None, None), "pruned messages")
+        _eq((await tx.sent_get("m2", chat) or m1).plaintext, b"two, edited", "the newer message is kept")
+        _eq(await tx.count_sent(), 1, "count_sent after the prune committed")
+
+
+@_check
+async def _retry_counters_survive_a_restart(store: KeyStore, factory: StoreFactory) -> None:
+    """Retry counters count per (message id, sender) from 1, continue after a restart, clear and prune."""
+    async with store.transaction() as tx:
+        _eq(await tx.retry_count_bump("m1", "bob.1", 10.0), 1, "first bump")
+        _eq(await tx.retry_count_bump("m1", "bob.1", 11.0), 2, "second bump in one transaction")
+        _eq(await tx.retry_count_bump("m1", "bob.2", 11.0), 1, "the same id from another sender")
+    async with store.transaction() as tx:
+        _eq(await tx.retry_count_bump("m1", "bob.1", 12.0), 3, "a bump after commit")
+        await tx.retry_count_bump("m2", "bob.1", 55.0)
+    with_restart = await _reloaded(store, factory)
+    try:
+        async with with_restart.transaction() as tx:
+            _eq(await tx.retry_count_bump("m1", "bob.1", 13.0), 4, "a bump after a restart continues the count")
+            await tx.retry_count_clear("m1", "bob.1")
+            await tx.retry_count_clear("never", "bob.1")  # clearing an unknown counter is harmless
+            _eq(await tx.retry_count_bump("m1", "bob.1", 60.0), 1, "a bump after a clear in this transaction")
+        async with with_restart.transaction() as tx:
+            _eq(await tx.retry_prune(11.0), 0, "retry_prune before the oldest bump")
+            await tx.retry_count_bump("m3", "carol.7", 5.0)
+            _eq(await tx.retry_prune(55.0), 2, "retry_prune of one stored and one written here, bumped before 55")
+        async with with_restart.transaction() as tx:
+            _eq(await tx.retry_count_bump("m1", "bob.1", 70.0), 2, "a counter bumped after the cut is kept")
+            _eq(await tx.retry_count_bump("m1", "bob.2", 70.0), 1, "a pruned counter starts again")
+            _eq(await tx.retry_count_bump("m2", "bob.1", 70.0), 2, "a counter bumped at the cut is kept")
+    finally:
+        await with_restart.aclose()
+    async with store.transaction() as tx:
+        _eq(await tx.retry_count_bump("m1", "bob.1", 14.0), 4, "the first store is independent of the second")
+
+
+PN: Final = "15551234567"
+LID: Final = "98765432_1"  # a LID user's Signal address name carries its domain ("_1")
+
+
+async def _migration_rows(store: KeyStore) -> dict[str, object]:
+    """Every session, identity and sender key (what migrate_address moves), with the LID mapping."""
+    d = await store.dump()
+    return {"sessions": d.sessions, "identities": d.identities, "sender_keys": d.sender_keys, "lid": d.lid_mappings}
+
+
+@_check
+async def _migrate_address_moves_a_name_atomically(store: KeyStore, factory: StoreFactory) -> None:
+    """PN -> LID: every session, identity and sender key of a name (all devices) moves in the caller's
+    transaction; an existing row of the new name is kept; a failing transaction moves nothing."""
+    pn0, pn1, pn5 = (Address(PN, i) for i in (0, 1, 5))
+    lid1, lid5 = Address(LID, 1), Address(LID, 5)
+    near = [Address(PN + "0", 1), Address(PN + ".9", 1), Address("x" + PN, 1)]  # names that only look alike
+    ident = b"\x05" + b"i" * 32
+    async with store.transaction(pn0, pn1, pn5, lid1, lid5, *near) as tx:
+        await tx.store_sessions({pn0: b"s-pn0", pn1: b"s-pn1", lid1: b"s-lid1"})
+        await tx.save_remote_identity(pn0, ident)
+        await tx.save_remote_identity(pn1, ident)
+        await tx.store_sender_key("g1", pn1, b"k-g1-pn1")
+        await tx.store_sender_key("g2", pn1, b"k-g2-pn1")
+        await tx.store_sender_key("g2", lid1, b"k-g2-lid1")
+        for a in near:
+            await tx.store_session(a, b"near")
+            await tx.save_remote_identity(a, ident)
+            await tx.store_sender_key("g1", a, b"near")
+    before = await _migration_rows(store)
+
+    async def failing() -> None:
+        async with store.transaction(pn0, pn1, pn5, lid1, lid5) as tx:
+            _eq(await tx.migrate_address(PN, LID), 4, "rows moved by a migration that then fails")
+            await tx.set_lid_mapping(PN, LID)
+            raise _Boom
+
+    await _raises(_Boom, "the body's exception propagates out of the transaction", failing)
+    _eq(await _migration_rows(store), before, "sessions, identities, sender keys after a failed migration")
+    async with store.transaction(pn0, pn1, pn5, lid1, lid5) as tx:
+        await tx.store_session(pn5, b"s-pn5")  # written in the migrating transaction itself
+        # moved: the sessions of devices 0 and 5, both identities, the g1 sender key; dropped: the
+        # session of device 1 and the g2 sender key, as the LID name has its own
+        _eq(await tx.migrate_address(PN, LID), 5, "rows moved by the migration")
+        _eq(await tx.load_sessions([pn0, pn1, pn5]), {}, "old sessions in the migrating transaction")
+        _eq(await tx.load_session(lid5), b"s-pn5", "a session written and moved in one transaction")
+        _eq(await tx.migrate_address(PN, LID), 0, "a second migration in the same transaction")
+        await tx.set_lid_mapping(PN, LID)
+    async with store.transaction(pn0, pn1, pn5, lid1, lid5) as tx:
+        _eq(
+            await tx.load_sessions([Address(LID, 0), lid1, lid5]),
+            {Address(LID, 0): b"s-pn0", lid1: b"s-lid1", lid5: b"s-pn5"},
+            "sessions of the new name after the migration (the existing LID session is kept)",
+        )
+        _eq([await tx.get_remote_identity(a) for a in (Address(LID, 0), lid1, pn0, pn1)], [ident, ident, None, None],
+            "identities moved")
+        _eq(
+            [await tx.load_sender_key(g, a) for g, a in (("g1", lid1), ("g2", lid1), ("g1", pn1), ("g2", pn1))],
+            [b"k-g1-pn1", b"k-g2-lid1", None, None],
+            "sender keys moved (the existing LID one is kept)",
+        )
+        _eq(await tx.get_lid_for_pn(PN), LID, "the mapping written with the migration")
+        for a in near:
+            _eq((await tx.load_session(a), await tx.get_remote_identity(a), await tx.load_sender_key("g1", a)),
+                (b"near", ident, b"near"), f"rows of {a} (a name that is not the one migrated)")
+        _eq(await tx.migrate_address("nobody", LID), 0, "migration of a name without rows")
+    d = await store.dump()
+    left = [a for a in [*d.sessions, *d.identities, *(s for _, s in d.sender_keys)] if Address.parse(a).name == PN]
+    _eq(left, [], "rows of the old name after the migration")
+
+
+@_check
+async def _lid_mapping_is_one_to_one(store: KeyStore, factory: StoreFactory) -> None:
+    """set_lid_mapping maps a phone-number user to a LID user both ways; remapping either side replaces."""
+    async with store.transaction() as tx:
+        _eq((await tx.get_lid_for_pn(PN), await tx.get_pn_for_lid(LID)), (None, None), "mappings of a new store")
+        await tx.set_lid_mapping(PN, LID)
+        _eq((await tx.get_lid_for_pn(PN), await tx.get_pn_for_lid(LID)), (LID, PN), "a mapping in its transaction")
+    async with store.transaction() as tx:
+        _eq((await tx.get_lid_for_pn(PN), await tx.get_pn_for_lid(LID)), (LID, PN), "a mapping after commit")
+        _eq((await tx.get_lid_for_pn(LID), await tx.get_pn_for_lid(PN)), (None, None), "the mapping the wrong way round")
+        await tx.set_lid_mapping(PN, "11111_1")  # the number has a new LID
+        _eq(await tx.get_pn_for_lid(LID), None, "the old LID after the number was remapped")
+    async with store.transaction() as tx:
+        _eq((await tx.get_lid_for_pn(PN), await tx.get_pn_for_lid("11111_1"), await tx.get_pn_for_lid(LID)),
+            ("11111_1", PN, None), "mappings after the remap committed")
+        await tx.set_lid_mapping("15550000000", "11111_1")  # the LID moved to another number
+    async with store.transaction() as tx:
+        _eq((await tx.get_pn_for_lid("11111_1"), await tx.get_lid_for_pn(PN), await tx.get_lid_for_pn("15550000000")),
+            ("15550000000", None, "11111_1"), "mappings after a LID moved to another number")
 
 
 STORE_CHECKS: Final[tuple[StoreCheck, ...]] = tuple(_CHECKS)

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from wacrypto.store.atrest import AtRestKey
 from wacrypto.store.dump import StoreDump
-from wacrypto.store.protocols import LocalIdentity, OutboxEntry
+from wacrypto.store.protocols import LocalIdentity, OutboxEntry, SentMessage
 from wacrypto.store.sql.dialect import Conn, Dialect
 from wacrypto.store.sql.schema import ACCOUNT_TABLES
 
@@ -37,6 +37,9 @@ COUNT_NAMES: Final = {
     "wa_meta": "meta",
     "wa_received": "received",
     "wa_outbox": "outbox",
+    "wa_sent": "sent",
+    "wa_retry": "retry_counters",
+    "wa_lid_map": "lid_mappings",
 }
 """Account tables under the names of :meth:`StoreDump.counts`."""
 
@@ -56,6 +59,15 @@ def row_key(key: str) -> bytes:
 
 
 _skh = row_key
+
+
+def _name_range(name: str) -> list[bytes]:
+    """Bounds of the ``name.device`` texts of one address name: ``name.`` <= text < ``name/``."""
+    return [f"{name}.".encode(), f"{name}/".encode()]
+
+
+def _named(addr: str, name: str) -> bool:
+    return addr.rpartition(".")[0] == name
 
 
 def _label(table: str, key: bytes) -> bytes:
@@ -122,7 +134,20 @@ class Rows:
             kh = _skh(key)
             r = conn.query("SELECT message_id, address, msg_type, body, created_at FROM wa_outbox WHERE kh = ?", [kh])
             return self._outbox_row(kh, r[0]) if r else None
+        if table == "sent":
+            kh = _kh(key[0].encode(), key[1].encode())
+            r = conn.query("SELECT message_id, chat, plaintext, created_at FROM wa_sent WHERE kh = ?", [kh])
+            return self._sent_row(kh, r[0]) if r else None
+        if table == "retry":
+            r = conn.query("SELECT n, at FROM wa_retry WHERE kh = ?", [_kh(key[0].encode(), key[1].encode())])
+            return (int(r[0][0]), float(r[0][1])) if r else None
+        if table == "lid":
+            r = conn.query("SELECT lid_user FROM wa_lid_map WHERE kh = ?", [_skh(key)])
+            return bytes(r[0][0]).decode() if r else None
         raise AssertionError(table)
+
+    def _sent_row(self, kh: bytes, r: tuple[Any, ...]) -> SentMessage:
+        return SentMessage(bytes(r[0]).decode(), bytes(r[1]).decode(), self.open("wa_sent", kh, r[2]), float(r[3]))
 
     def _outbox_row(self, kh: bytes, r: tuple[Any, ...]) -> OutboxEntry:
         return OutboxEntry(
@@ -161,6 +186,8 @@ class Rows:
             return [int(r[0]) for r in conn.query("SELECT id FROM wa_signed_prekey")]
         if table == "session":
             return [bytes(r[0]).decode() for r in conn.query("SELECT address FROM wa_session")]
+        if table == "sent":
+            return [(bytes(m).decode(), bytes(c).decode()) for m, c in conn.query("SELECT message_id, chat FROM wa_sent")]
         raise AssertionError(table)
 
     def count(self, conn: Conn, table: str) -> int:
@@ -170,6 +197,7 @@ class Rows:
             "available": "SELECT COUNT(*) FROM wa_prekey WHERE handed_out = 0",
             "session": "SELECT COUNT(*) FROM wa_session",
             "outbox": "SELECT COUNT(*) FROM wa_outbox",
+            "sent": "SELECT COUNT(*) FROM wa_sent",
         }[table]
         return int(conn.query(sql)[0][0])
 
@@ -204,9 +232,40 @@ class Rows:
         )
         return [self._outbox_row(bytes(r[0]), r[1:]) for r in rows]
 
-    def prunable(self, conn: Conn, before: float) -> list[bytes]:
-        rows = conn.query("SELECT digest FROM wa_received WHERE handled = 1 AND at < ?", [before])
-        return [bytes(r[0]) for r in rows]
+    def prunable(self, conn: Conn, table: str, before: float) -> list[Any]:
+        """Keys of the rows ``prune_received`` / ``sent_prune`` / ``retry_prune`` delete."""
+        if table == "received":
+            rows = conn.query("SELECT digest FROM wa_received WHERE handled = 1 AND at < ?", [before])
+            return [bytes(r[0]) for r in rows]
+        sql = {
+            "sent": "SELECT message_id, chat FROM wa_sent WHERE created_at < ?",
+            "retry": "SELECT message_id, sender FROM wa_retry WHERE at < ?",
+        }[table]
+        return [(bytes(a).decode(), bytes(b).decode()) for a, b in conn.query(sql, [before])]
+
+    def of_name(self, conn: Conn, table: str, name: str) -> dict[Any, bytes]:
+        """Sessions, identities (by ``name.device``) or sender keys (by ``(group, name.device)``) of one name."""
+        if table == "session":
+            rows = conn.query("SELECT address, kh, record FROM wa_session WHERE address >= ? AND address < ?", _name_range(name))
+            found = {bytes(a).decode(): (bytes(kh), r) for a, kh, r in rows}
+            return {a: self.open("wa_session", kh, r) for a, (kh, r) in found.items() if _named(a, name)}
+        if table == "identity":
+            rows = conn.query("SELECT address, identity_key FROM wa_identity WHERE address >= ? AND address < ?",
+                              _name_range(name))
+            return {a: bytes(k) for a, k in ((bytes(a).decode(), k) for a, k in rows) if _named(a, name)}
+        rows = conn.query("SELECT kh, group_id, sender, record FROM wa_sender_key WHERE sender >= ? AND sender < ?",
+                          _name_range(name))
+        out: dict[Any, bytes] = {}
+        for kh, g, sender, rec in rows:
+            if _named(bytes(sender).decode(), name):
+                out[(bytes(g).decode(), bytes(sender).decode())] = self.open("wa_sender_key", bytes(kh), rec)
+        return out
+
+    def pns_for_lid(self, conn: Conn, lid_user: str) -> list[str]:
+        """Phone-number users mapped to ``lid_user``, newest mapping first (one, unless writes raced)."""
+        rows = conn.query("SELECT pn_user FROM wa_lid_map WHERE lid_kh = ? ORDER BY updated_at DESC, pn_user",
+                          [_skh(lid_user)])
+        return [bytes(r[0]).decode() for r in rows]
 
     # ------------------------------------------------------------------ writes
     def apply(self, conn: Conn, merged: dict[tuple[str, Any], Any], now: float) -> None:
@@ -240,7 +299,7 @@ class Rows:
             return t, [1]
         if table == "received":
             return t, [key]
-        if table == "senderkey":
+        if table in ("senderkey", "sent", "retry"):
             return t, [_kh(key[0].encode(), key[1].encode())]
         return t, [_skh(key)]
 
@@ -270,6 +329,15 @@ class Rows:
             kh = _skh(key)
             e: OutboxEntry = v
             return [kh, e.message_id.encode(), e.address.encode(), e.msg_type, self.seal("wa_outbox", kh, e.body), e.created_at]
+        if table == "sent":
+            kh = _kh(key[0].encode(), key[1].encode())
+            m: SentMessage = v
+            return [kh, m.message_id.encode(), m.chat.encode(), self.seal("wa_sent", kh, m.plaintext), m.created_at]
+        if table == "retry":
+            n, at = v
+            return [_kh(key[0].encode(), key[1].encode()), key[0].encode(), key[1].encode(), n, at]
+        if table == "lid":
+            return [_skh(key), key.encode(), v.encode(), _skh(v), now]
         raise AssertionError(table)
 
     # ------------------------------------------------------------------ whole-account dump / load
@@ -297,6 +365,13 @@ class Rows:
         for row in conn.query("SELECT kh, message_id, address, msg_type, body, created_at FROM wa_outbox"):
             e = self._outbox_row(bytes(row[0]), row[1:])
             d.outbox[e.message_id] = e
+        for row in conn.query("SELECT kh, message_id, chat, plaintext, created_at FROM wa_sent"):
+            m = self._sent_row(bytes(row[0]), row[1:])
+            d.sent[(m.message_id, m.chat)] = m
+        for mid, sender, n, at in conn.query("SELECT message_id, sender, n, at FROM wa_retry"):
+            d.retry_counts[(bytes(mid).decode(), bytes(sender).decode())] = (int(n), float(at))
+        for pn, lid in conn.query("SELECT pn_user, lid_user FROM wa_lid_map"):
+            d.lid_mappings[bytes(pn).decode()] = bytes(lid).decode()
         return d
 
     def load(self, conn: Conn, d: StoreDump, now: float) -> None:
@@ -314,6 +389,9 @@ class Rows:
         merged.update({("meta", k): v for k, v in d.meta.items()})
         merged.update({("received", k): v for k, v in d.received.items()})
         merged.update({("outbox", k): v for k, v in d.outbox.items()})
+        merged.update({("sent", k): v for k, v in d.sent.items()})
+        merged.update({("retry", k): v for k, v in d.retry_counts.items()})
+        merged.update({("lid", k): v for k, v in d.lid_mappings.items()})
         self.apply(conn, merged, now)
 
 
@@ -327,6 +405,9 @@ _SPEC: Final[dict[str, tuple[str, list[str], list[str]]]] = {
     "meta": ("wa_meta", ["kh", "k", "v", "updated_at"], ["kh"]),
     "received": ("wa_received", ["digest", "plaintext", "handled", "at"], ["digest"]),
     "outbox": ("wa_outbox", ["kh", "message_id", "address", "msg_type", "body", "created_at"], ["kh"]),
+    "sent": ("wa_sent", ["kh", "message_id", "chat", "plaintext", "created_at"], ["kh"]),
+    "retry": ("wa_retry", ["kh", "message_id", "sender", "n", "at"], ["kh"]),
+    "lid": ("wa_lid_map", ["kh", "pn_user", "lid_user", "lid_kh", "updated_at"], ["kh"]),
 }
 
 

@@ -47,6 +47,19 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
         "ALTER TABLE wa_prekey ADD COLUMN handed_out INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX wa_prekey_handed_out ON wa_prekey (handed_out, id)",
     ],
+    4: [
+        # session health on WhatsApp: sent plaintexts for retry receipts, the receiver's retry counters,
+        # and the phone-number -> LID user mapping (kh: row key of the PN user; lid_kh: of the LID user)
+        "CREATE TABLE wa_sent (kh {KEY} PRIMARY KEY, message_id {BLOB} NOT NULL, chat {BLOB} NOT NULL,"
+        " plaintext {BLOB} NOT NULL, created_at {DOUBLE} NOT NULL){SUFFIX}",
+        "CREATE INDEX wa_sent_created ON wa_sent (created_at)",
+        "CREATE TABLE wa_retry (kh {KEY} PRIMARY KEY, message_id {BLOB} NOT NULL, sender {BLOB} NOT NULL,"
+        " n INTEGER NOT NULL, at {DOUBLE} NOT NULL){SUFFIX}",
+        "CREATE INDEX wa_retry_at ON wa_retry (at)",
+        "CREATE TABLE wa_lid_map (kh {KEY} PRIMARY KEY, pn_user {BLOB} NOT NULL, lid_user {BLOB} NOT NULL,"
+        " lid_kh {KEY} NOT NULL, updated_at {DOUBLE} NOT NULL){SUFFIX}",
+        "CREATE INDEX wa_lid_map_lid ON wa_lid_map (lid_kh)",
+    ],
 }
 LATEST_VERSION: Final = max(MIGRATIONS)
 
@@ -60,6 +73,9 @@ ACCOUNT_TABLES: Final = (
     "wa_meta",
     "wa_received",
     "wa_outbox",
+    "wa_sent",
+    "wa_retry",
+    "wa_lid_map",
 )
 
 _VERSION_DDL: Final = "CREATE TABLE IF NOT EXISTS wa_schema_version (version INTEGER PRIMARY KEY, applied_at {DOUBLE} NOT NULL){SUFFIX}"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, final
 
 from wacrypto.address import Address
 from wacrypto.errors import NoPreKeyError, StoreError
-from wacrypto.store.protocols import LocalIdentity, OutboxEntry
+from wacrypto.store.protocols import LocalIdentity, OutboxEntry, SentMessage, check_names
 from wacrypto.store.sql.rows import DELETED, HANDED, Rows
 
 if TYPE_CHECKING:
@@ -298,18 +298,23 @@ class SqlTransaction:
             self._put("received", bytes(digest), (b"", True, float(now)))
 
     async def prune_received(self, handled_before: float) -> int:
+        return await self._prune("received", handled_before, lambda v: bool(v[1]) and v[2] < handled_before)
+
+    async def _prune(self, table: str, before: float, older: Callable[[Any], bool]) -> int:
+        """Delete the stored rows the database finds older than ``before`` unless this transaction wrote
+        them, and the rows this transaction wrote for which ``older(value)``; how many."""
         n = 0
         if not self.wiped:
             rows = self._rows
             lane = self._lane
-            found = await lane.call(lambda: lane.t_read(lambda c: rows.prunable(c, handled_before)))
-            for dg in found:
-                if ("received", dg) not in self.overlay:
-                    self._put("received", dg, DELETED)
+            found = await lane.call(lambda: lane.t_read(lambda c: rows.prunable(c, table, before)))
+            for k in found:
+                if (table, k) not in self.overlay:
+                    self._put(table, k, DELETED)
                     n += 1
         for (t, k), v in list(self.overlay.items()):
-            if t == "received" and v is not DELETED and v[1] and v[2] < handled_before:
-                self._put("received", k, DELETED)
+            if t == table and v is not DELETED and older(v):
+                self._put(table, k, DELETED)
                 n += 1
         return n
 
@@ -338,7 +343,87 @@ class SqlTransaction:
     async def count_outbox(self) -> int:
         return await self._count("outbox")
 
+    # session health: sent plaintexts, retry counters, PN -> LID
+    async def sent_put(self, msg: SentMessage) -> None:
+        self._put("sent", (msg.message_id, msg.chat), msg)
+
+    async def sent_get(self, message_id: str, chat: str) -> SentMessage | None:
+        v = await self._get("sent", (message_id, chat))
+        return v if isinstance(v, SentMessage) else None
+
+    async def sent_prune(self, created_before: float) -> int:
+        return await self._prune("sent", created_before, lambda m: bool(m.created_at < created_before))
+
+    async def count_sent(self) -> int:
+        return await self._count("sent")
+
+    async def retry_count_bump(self, message_id: str, sender: str, now: float) -> int:
+        v = await self._get("retry", (message_id, sender))
+        n = (int(v[0]) if v is not None else 0) + 1
+        self._put("retry", (message_id, sender), (n, float(now)))
+        return n
+
+    async def retry_count_clear(self, message_id: str, sender: str) -> None:
+        self._put("retry", (message_id, sender), DELETED)
+
+    async def retry_prune(self, before: float) -> int:
+        return await self._prune("retry", before, lambda v: bool(v[1] < before))
+
+    async def migrate_address(self, old_name: str, new_name: str) -> int:
+        check_names(old_name, new_name)
+        if old_name == new_name:
+            return 0
+        n = 0
+        for table in ("session", "identity", "senderkey"):
+            for old, value in (await self._of_name(table, old_name)).items():
+                new = (old[0], _renamed(old[1], new_name)) if table == "senderkey" else _renamed(old, new_name)
+                if await self._get(table, new) is None:  # an existing row of the new name is kept
+                    self._put(table, new, value)
+                    n += 1
+                self._put(table, old, DELETED)
+        return n
+
+    async def _of_name(self, table: str, name: str) -> dict[Any, bytes]:
+        """The rows of ``table`` under address name ``name`` as this transaction sees them."""
+        found: dict[Any, bytes] = {}
+        if not self.wiped:
+            rows, lane = self._rows, self._lane
+            found = await lane.call(lambda: lane.t_read(lambda c: rows.of_name(c, table, name)))
+        out = {k: v for k, v in found.items() if (table, k) not in self.overlay}
+        for (t, k), v in self.overlay.items():
+            if t == table and v is not DELETED and (k[1] if table == "senderkey" else k).rpartition(".")[0] == name:
+                out[k] = v
+        return out
+
+    async def set_lid_mapping(self, pn_user: str, lid_user: str) -> None:
+        check_names(pn_user, lid_user)
+        for pn in await self._pns_for_lid(lid_user):
+            if pn != pn_user:
+                self._put("lid", pn, DELETED)
+        self._put("lid", pn_user, lid_user)
+
+    async def get_lid_for_pn(self, pn_user: str) -> str | None:
+        v = await self._get("lid", pn_user)
+        return v if isinstance(v, str) else None
+
+    async def get_pn_for_lid(self, lid_user: str) -> str | None:
+        pns = await self._pns_for_lid(lid_user)
+        return pns[0] if pns else None
+
+    async def _pns_for_lid(self, lid_user: str) -> list[str]:
+        mine = sorted(k for (t, k), v in self.overlay.items() if t == "lid" and v is not DELETED and v == lid_user)
+        if self.wiped:
+            return mine
+        rows, lane = self._rows, self._lane
+        found = await lane.call(lambda: lane.t_read(lambda c: rows.pns_for_lid(c, lid_user)))
+        return mine + [p for p in found if ("lid", p) not in self.overlay]
+
     def _wipe(self) -> None:
         self.overlay.clear()
         self.prefetched.clear()
         self.wiped = True
+
+
+def _renamed(addr: str, name: str) -> str:
+    """``addr`` (``old.device``) under address name ``name``, same device id."""
+    return addr_key(Address(name, Address.parse(addr).device_id))
