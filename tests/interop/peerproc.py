@@ -33,6 +33,7 @@ __all__ = [
     "axolotl_argv",
     "axolotl_env",
     "libsignal_argv",
+    "libsignal_node_argv",
     "wacrypto_argv",
 ]
 
@@ -80,6 +81,13 @@ def axolotl_env() -> dict[str, str]:
 def libsignal_argv() -> list[str]:
     """argv of the official libsignal peer (Node binding in ``tests/interop/node``)."""
     return ["node", str(DRIVERS_DIR / "libsignal_peer.js")]
+
+
+def libsignal_node_argv() -> list[str]:
+    """argv of the libsignal-node peer (npm ``libsignal``, Baileys' pure-JavaScript libsignal, in
+    ``tests/interop/libsignal_node``). Not in ``DRIVERS``: its findings differ (see
+    ``test_libsignal_node.py``)."""
+    return ["node", str(DRIVERS_DIR / "libsignal_node_peer.js")]
 
 
 def wacrypto_argv(store: str | None = None) -> list[str]:

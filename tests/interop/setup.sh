@@ -5,6 +5,8 @@
 #     requirements-axolotl.txt; protobuf runs pure Python there), with yowsup 3.3.0 beside it for its
 #     SQLite key store (requirements-yowsup.txt, --no-deps)
 #   * @signalapp/libsignal-client 0.23.1 in tests/interop/node (pins in package-lock.json)
+#   * libsignal-node (npm `libsignal` 6.0.0, Baileys' pure-JavaScript libsignal; the pin of
+#     bench/peers/baileys) in tests/interop/libsignal_node (pins in package-lock.json)
 #   * the binary-node codec (lib/WABinary) of npm baileys 6.17.16, sha512-pinned, in
 #     tests/interop/baileys/vendor (baileys/fetch.sh)
 # Optional, for benchmarks only: `setup.sh --axolotl-cpp` also builds <repo>/.venv-axolotl-cpp,
@@ -28,7 +30,7 @@ WITH_CPP=0
 for arg in "$@"; do
     case "$arg" in
         --axolotl-cpp) WITH_CPP=1 ;;
-        -h|--help) sed -n '2,16p' "$0" >&2; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" >&2; exit 0 ;;
         *) die "unknown argument $arg" ;;
     esac
 done
@@ -91,26 +93,34 @@ sys.exit(importlib.util.find_spec("google.protobuf.pyext._message") is None)' \
         || die ".venv-axolotl-cpp has no protobuf C++ runtime"
 fi
 
-# ---------------------------------------------------------------- libsignal-client (node)
-command -v node >/dev/null || die "node not found (needed for @signalapp/libsignal-client)"
+# ---------------------------------------------------------------- npm packages (node)
+command -v node >/dev/null || die "node not found (needed for the Node peers)"
 command -v npm >/dev/null || die "npm not found"
-want_js=$(cat "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json" <(node --version) | sha256sum | cut -d' ' -f1)
-stamp_js=$NODE_DIR/node_modules/.interop-setup-stamp
-check_js() {
-    (cd "$NODE_DIR" && node -e \
-        "const S=require('@signalapp/libsignal-client'); S.PrivateKey.generate().getPublicKey();" 2>/dev/null)
+# npm_install LABEL DIR CHECK_JS HINT: npm ci in DIR (pins in its package-lock.json) unless the stamp
+# matches and CHECK_JS runs there. --ignore-scripts throughout, see the callers.
+npm_install() {
+    local label=$1 dir=$2 check=$3 hint=$4 want stamp=$2/node_modules/.interop-setup-stamp
+    want=$(cat "$dir/package.json" "$dir/package-lock.json" <(node --version) | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && (cd "$dir" && node -e "$check" 2>/dev/null); then
+        log "$label: $dir/node_modules is up to date"
+        return 0
+    fi
+    log "$label: npm ci in $dir"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    (cd "$dir" && node -e "$check" 2>/dev/null) || die "$label does not load from $dir ($hint)"
+    echo "$want" > "$stamp"
+    log "$label: installed"
 }
-if [ "$(cat "$stamp_js" 2>/dev/null)" = "$want_js" ] && check_js; then
-    log "libsignal-client: $NODE_DIR/node_modules is up to date"
-else
-    # --ignore-scripts: the package ships its prebuilt native binary (prebuilds/<platform>);
-    # its install script would only try to compile from source when no prebuild matches.
-    log "libsignal-client: npm ci in $NODE_DIR"
-    (cd "$NODE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-    check_js || die "@signalapp/libsignal-client does not load (no prebuilt binary for $(node -p 'process.platform+"-"+process.arch')?)"
-    echo "$want_js" > "$stamp_js"
-    log "libsignal-client: installed"
-fi
+
+# libsignal-client ships its prebuilt native binary (prebuilds/<platform>); its install script
+# would only try to compile from source when no prebuild matches.
+npm_install libsignal-client "$NODE_DIR" \
+    "const S=require('@signalapp/libsignal-client'); S.PrivateKey.generate().getPublicKey();" \
+    "no prebuilt binary for $(node -p 'process.platform+"-"+process.arch')?"
+# libsignal-node: the only install script (protobufjs postinstall) is a version-scheme warning.
+npm_install libsignal-node "$HERE/libsignal_node" \
+    "const L=require('libsignal'); require('protobufjs'); L.curve.generateKeyPair();" \
+    "npm libsignal 6.0.0 with its protobufjs"
 
 # ---------------------------------------------------------------- Baileys' binary-node codec (node)
 bash "$HERE/baileys/fetch.sh"

@@ -11,8 +11,8 @@
 'use strict';
 
 const path = require('path');
-const readline = require('readline');
 const crypto = require('crypto');
+const { PeerFailure, hex, unhex, optHex, serve } = require('./jsonl_peer');
 
 const NODE_DIR = process.env.LIBSIGNAL_NODE_DIR || path.join(__dirname, '..', 'node');
 const SignalClient = require(require.resolve('@signalapp/libsignal-client', { paths: [NODE_DIR] }));
@@ -27,35 +27,7 @@ const {
 
 const MAX_ID = 0xffffff;
 
-class PeerFailure extends Error {
-  constructor(name, message) {
-    super(message);
-    this.peerName = name;
-  }
-}
-
 // ------------------------------------------------------------------------- helpers
-function hex(buf) {
-  return Buffer.from(buf).toString('hex');
-}
-
-function unhex(req, field, length) {
-  const v = req[field];
-  if (v === undefined || v === null) throw new PeerFailure('InvalidArgumentError', `missing field '${field}'`);
-  if (typeof v !== 'string' || !/^([0-9a-fA-F]{2})*$/.test(v)) {
-    throw new PeerFailure('InvalidArgumentError', `field '${field}' is not hex`);
-  }
-  const b = Buffer.from(v, 'hex');
-  if (length !== undefined && b.length !== length) {
-    throw new PeerFailure('InvalidArgumentError', `field '${field}' must be ${length} bytes`);
-  }
-  return b;
-}
-
-function optHex(req, field, length) {
-  return req[field] ? unhex(req, field, length) : null;
-}
-
 function publicKey(buf) {
   if (buf.length !== 33 || buf[0] !== 0x05) {
     throw new PeerFailure('InvalidKeyError', 'public key must be 33 bytes starting with 0x05');
@@ -405,7 +377,6 @@ function parseErrorName(e) {
 }
 
 function mapError(e) {
-  if (e instanceof PeerFailure) return [e.peerName, e.message];
   const msg = String((e && e.message) || e);
   const low = msg.toLowerCase();
   if (e && e.code !== undefined && e instanceof SignalClient.LibSignalErrorBase) {
@@ -438,48 +409,4 @@ function mapError(e) {
   return ['InternalError', `${(e && e.name) || 'Error'}: ${msg}`];
 }
 
-// ------------------------------------------------------------------------- main loop
-function main() {
-  const peer = new LibsignalPeer();
-  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-  let chain = Promise.resolve();
-  const write = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
-
-  const handle = async (line) => {
-    if (!line.trim()) return;
-    let req;
-    try {
-      req = JSON.parse(line);
-    } catch (e) {
-      write({ id: null, ok: false, error: `InvalidArgumentError: bad JSON: ${e.message}` });
-      return;
-    }
-    const id = req && typeof req === 'object' && req.id !== undefined ? req.id : null;
-    try {
-      if (!req || typeof req !== 'object' || Array.isArray(req)) {
-        throw new PeerFailure('InvalidArgumentError', 'request must be a JSON object');
-      }
-      const fn = typeof req.cmd === 'string' ? peer[`cmd_${req.cmd}`] : undefined;
-      if (typeof fn !== 'function') throw new PeerFailure('UnsupportedError', `unknown command ${JSON.stringify(req.cmd)}`);
-      const result = await fn.call(peer, req);
-      write({ id, ok: true, result });
-    } catch (e) {
-      const [name, msg] = mapError(e);
-      if (name === 'InternalError') process.stderr.write(`libsignal_peer: ${(e && e.stack) || e}\n`);
-      write({ id, ok: false, error: `${name}: ${msg}` });
-    }
-  };
-
-  rl.on('line', (line) => {
-    chain = chain.then(() => handle(line));
-  });
-  rl.on('close', () => {
-    chain.then(() => process.exit(0));
-  });
-}
-
-process.on('unhandledRejection', (e) => {
-  process.stderr.write(`libsignal_peer: unhandled rejection: ${(e && e.stack) || e}\n`);
-});
-
-main();
+serve(new LibsignalPeer(), mapError, 'libsignal_peer');
