@@ -101,6 +101,14 @@ DEFAULT_MAILBOX_TTL: Final = 30 * 86400.0  # seconds a message may wait unacknow
 MAX_CORRESPONDENTS: Final = 10_000  # recipients remembered per client (most recent) to tell correspondents apart
 MAX_DELIVERED_REMEMBERED: Final = 100_000  # acknowledged ids kept per recipient, so a late resend is not delivered twice
 
+# --------------------------------------------------------------------------- chatd media endpoint
+DEFAULT_MEDIA_SERVER_MAX_BLOB: Final = DEFAULT_MEDIA_MAX_BYTES + 16 + MEDIA_MAC_LEN  # the blob of a file at the upload limit
+MEDIA_SERVER_MAX_HEAD: Final = 16 * 1024  # request line + headers; MediaClient's are ~300 bytes
+DEFAULT_MEDIA_SERVER_TIMEOUT: Final = 30.0  # seconds a connection may make no progress (also: to send a request head)
+DEFAULT_MEDIA_RETENTION: Final = 30 * 86400.0  # seconds a blob is served after its (last) upload (WhatsApp's media: 30 days)
+DEFAULT_MEDIA_PRUNE_INTERVAL: Final = 3600.0  # seconds between sweeps for expired blobs and abandoned uploads
+MEDIA_SERVER_LINGER: Final = 2.0  # seconds the unread rest of a request is drained after an early answer, so it arrives
+
 # --------------------------------------------------------------------------- WhatsApp device verification (ADV)
 MAX_ADV_MESSAGE_LEN: Final = 4096  # a signed device identity or key-index list is ~200 bytes
 MAX_KEY_INDEXES: Final = 1024  # valid key indexes in one account's list (WhatsApp allows a handful of devices)

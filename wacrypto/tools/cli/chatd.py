@@ -20,6 +20,7 @@ from wacrypto.primitives.keys import KeyPair, PrivateKey
 from wacrypto.transport.chat_connection import AckReceived, KeepaliveSettings, MessageReceived, PongReceived
 from wacrypto.chat.client import ChatClientConfig, open_chat_client
 from wacrypto.chat.events import ClientState, PortFailed, StateChanged
+from wacrypto.chatd.media import MediaServer
 from wacrypto.chatd.server import ROOT_PUB_FILE, SERVER_KEY_FILE, ChatdServer, ServerKeys, load_trust_file
 
 __all__ = ["register"]
@@ -33,6 +34,13 @@ def _ports(text: str) -> list[int]:
     if not ports or any(not 0 <= p < 65536 for p in ports):
         raise argparse.ArgumentTypeError("ports are comma-separated numbers 0..65535")
     return ports
+
+
+def _port(text: str) -> int:
+    ports = _ports(text)
+    if len(ports) != 1:
+        raise argparse.ArgumentTypeError("one port number is needed")
+    return ports[0]
 
 
 def _positive(text: str) -> float:
@@ -108,20 +116,25 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
             mailbox_limit=args.mailbox_limit, mailbox_sender_limit=args.mailbox_sender_limit,
             mailbox_stranger_limit=args.mailbox_stranger_limit, mailbox_ttl=args.mailbox_days * 86400.0,
         )
+        media = MediaServer(Path(args.dir) / "media") if args.media_port is not None else None
         async with trio.open_nursery() as nursery:
             try:
                 bound = await nursery.start(server.serve, args.host, args.ports)
+                if media is not None:
+                    await nursery.start(media.serve, args.host, args.media_port)
             except (OSError, BaseExceptionGroup) as exc:
                 os_errors = [e for e in leaves(exc) if isinstance(e, OSError)]
                 if not os_errors or len(os_errors) != len(leaves(exc)):
                     raise
-                ports, why = ",".join(map(str, args.ports)), os_errors[0].strerror or os_errors[0]
+                ports = ",".join(map(str, args.ports + ([args.media_port] if media is not None else [])))
+                why = os_errors[0].strerror or os_errors[0]
                 raise CliFailure(f"cannot listen on {args.host} port(s) {ports}: {why}") from None
             for port in args.refuse_port or []:
                 await server.refuse_port(port)
             for port in args.stall_port or []:
                 server.stall_port(port)
-            _emit({"event": "listening", "host": args.host, "ports": bound, "pid": os.getpid(), "relay": args.relay})
+            _emit({"event": "listening", "host": args.host, "ports": bound, "pid": os.getpid(), "relay": args.relay}
+                  | ({"media_url": media.url} if media is not None else {}))
 
     trio.run(main)  # until Ctrl-C (exit 130, see main())
     return 0
@@ -270,6 +283,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--mailbox-days", type=_positive, default=DEFAULT_MAILBOX_TTL / 86400, metavar="DAYS",
                      help=f"relay: days a message waits unacknowledged before it is dropped "
                           f"(default {DEFAULT_MAILBOX_TTL / 86400:g})")
+    run.add_argument("--media-port", type=_port, metavar="N",
+                     help="also serve media uploads and downloads (wacrypto.chatd.media) on this port, blobs kept "
+                          "in DIR/media (0: a free port; default: no media endpoint)")
     run.add_argument("--refuse-port", type=int, action="append", help="fault: close this port's listener")
     run.add_argument("--stall-port", type=int, action="append", help="fault: accept on this port, never answer")
     run.set_defaults(func=_cmd_chatd_run)
