@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -43,7 +44,23 @@ with atheris.instrument_imports(include=["wacrypto.chatd.media", "h11"]):
 MAX_BLOB = 4096
 MAX_HEAD = 2048
 STATUSES = {100, 200, 201, 206, 400, 404, 405, 408, 413, 416, 431, 501, 505}
-ROOT = Path(tempfile.mkdtemp(prefix="fuzz-media-http-"))
+
+def _scratch() -> Path:
+    """This process's blob folder; those of earlier runs are removed (libFuzzer exits without
+    running Python's clean-ups)."""
+    parent = Path(tempfile.gettempdir()) / "wacrypto-fuzz-media-http"
+    parent.mkdir(exist_ok=True)
+    for old in parent.iterdir():
+        try:
+            os.kill(int(old.name), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+    return parent / str(os.getpid())
+
+
+ROOT = _scratch()
 # a stored blob for GET / HEAD / Range; no byte of it is b"H", so the response parser below never
 # mistakes a body for the start of the next response
 KNOWN = bytes(b for b in range(256) if b != ord("H")) * 3
@@ -270,11 +287,8 @@ def main() -> None:
     argv = list(sys.argv)
     if not any(a.startswith("-len_control") for a in argv):
         argv.append("-len_control=0")  # structured inputs: use long inputs from the first run
-    try:
-        atheris.Setup(argv, TestOneInput)
-        atheris.Fuzz()
-    finally:
-        shutil.rmtree(ROOT, ignore_errors=True)
+    atheris.Setup(argv, TestOneInput)
+    atheris.Fuzz()
 
 
 if __name__ == "__main__":
