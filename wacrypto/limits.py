@@ -109,6 +109,10 @@ DEFAULT_MEDIA_RETENTION: Final = 30 * 86400.0  # seconds a blob is served after 
 DEFAULT_MEDIA_PRUNE_INTERVAL: Final = 3600.0  # seconds between sweeps for expired blobs and abandoned uploads
 MEDIA_SERVER_LINGER: Final = 2.0  # seconds the unread rest of a request is drained after an early answer, so it arrives
 
+# --------------------------------------------------------------------------- WhatsApp groups
+MAX_GROUP_SUBJECT_LEN: Final = 100  # characters of a group's subject (WhatsApp's limit)
+MAX_GROUP_PARTICIPANTS: Final = 1024  # members of one group (WhatsApp's largest groups)
+
 # --------------------------------------------------------------------------- WhatsApp device verification (ADV)
 MAX_ADV_MESSAGE_LEN: Final = 4096  # a signed device identity or key-index list is ~200 bytes
 MAX_KEY_INDEXES: Final = 1024  # valid key indexes in one account's list (WhatsApp allows a handful of devices)

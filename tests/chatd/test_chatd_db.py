@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from wacrypto.chatd.db import ChatdDatabase, DeviceRecord
 from wacrypto.errors import InvalidArgumentError, StoreError
 
 DEV = DeviceRecord("111", 0, 42, b"i" * 32, 1, b"s" * 32, b"g" * 64)
-LIMITS = dict(ttl=100.0, sender_limit=3, stranger_limit=4, mailbox_limit=6)
+LIMITS: dict[str, Any] = dict(ttl=100.0, sender_limit=3, stranger_limit=4, mailbox_limit=6)
 
 
 def test_devices_and_prekeys_survive_a_reopen(tmp_path: Path) -> None:
@@ -115,3 +116,76 @@ def test_bad_paths_and_newer_schemas(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer"):
         ChatdDatabase(tmp_path / "new.db")
+
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE mailbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, sender TEXT NOT NULL,
+    msg_id TEXT NOT NULL, payload BLOB NOT NULL, stranger INTEGER NOT NULL, stored_at REAL NOT NULL,
+    expires_at REAL NOT NULL, delivered INTEGER NOT NULL DEFAULT 0, UNIQUE (recipient, sender, msg_id));
+CREATE TABLE correspondents (sender TEXT NOT NULL, recipient TEXT NOT NULL, last_at REAL NOT NULL,
+    PRIMARY KEY (sender, recipient));
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO mailbox (recipient, sender, msg_id, payload, stranger, stored_at, expires_at)
+    VALUES ('bob', 'alice', 'm1', x'6f6e65', 0, 1.0, 100.0);
+INSERT INTO correspondents VALUES ('alice', 'bob', 1.0);
+"""
+
+
+def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    con = sqlite3.connect(path)
+    con.executescript(_V1)
+    con.close()
+    db = ChatdDatabase(path)
+    assert [(m.sender, m.msg_id, m.payload, m.kind) for m in db.pending("bob", now=2.0)] == [("alice", "m1", b"one", "message")]
+    assert db.enqueue("bob", "alice", "m1", b"again", now=2.0, **LIMITS) is False  # its dedup key survived
+    with db.transaction() as tx:
+        assert tx.wrote_to("alice", "bob") and tx.next_number("group") == 1  # new tables exist
+    db.close()
+    assert sqlite3.connect(path).execute("SELECT value FROM meta").fetchone() == ("2",)
+    assert ChatdDatabase(path).pending("bob", now=2.0)[0].msg_id == "m1"  # and reopening changes nothing
+
+
+def test_transactions_commit_whole_or_not_at_all(tmp_path: Path) -> None:
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    with db.transaction() as tx:
+        tx.register_device(DEV, now=1.0)
+        tx.add_prekeys("111", 0, [(1, b"a" * 32)])
+        tx.abort()
+    assert db.device("111", 0) is None
+    with pytest.raises(InvalidArgumentError), db.transaction() as tx:
+        tx.register_device(DEV, now=1.0)
+        tx.add_prekeys("222", 0, [(1, b"a" * 32)])  # no such device: the whole transaction goes
+    assert db.device("111", 0) is None
+    with db.transaction() as tx:
+        tx.register_device(DEV, now=1.0)
+    assert db.device("111", 0) == DEV
+
+
+def test_logins_register_on_first_use_and_refuse_removed_keys() -> None:
+    db = ChatdDatabase(":memory:")
+    with db.transaction() as tx:
+        assert tx.bind_login("111@lid", 0, b"k" * 32, now=1.0)
+        assert tx.bind_login("111@lid", 0, b"k" * 32, now=2.0)
+        assert not tx.bind_login("111@lid", 0, b"x" * 32, now=2.0)
+        tx.revoke_login("111@lid", 0)
+        assert not tx.bind_login("111@lid", 0, b"k" * 32, now=3.0)  # the removed device's key
+        assert tx.bind_login("111@lid", 0, b"n" * 32, now=3.0)  # a new device takes the slot
+        assert not tx.bind_login("111@lid", 0, b"k" * 32, now=3.0)
+
+
+def test_groups_counters_and_received_ids() -> None:
+    db = ChatdDatabase(":memory:")
+    with db.transaction() as tx:
+        tx.create_group("1-1", "trip", "1@lid", "key", ["2@lid", "1@lid", "2@lid"], now=1.0)
+        assert tx.group("1-1") == tx.group_by_key("1@lid", "key") and tx.group("1-1").members == ("1@lid", "2@lid")  # type: ignore[union-attr]
+        assert tx.co_members("2@lid") == {"1@lid"} and tx.group("9-9") is None
+        assert [tx.next_number("n") for _ in range(3)] == [1, 2, 3] and tx.next_number("m") == 1
+        tx.mark_received("1@lid", "message", "m1", "", acked_t=5, expires_at=10.0)
+        assert tx.received("1@lid", "message", "m1", "", now=9.0) == 5
+        assert tx.received("1@lid", "message", "m1", "1", now=9.0) is None
+        tx.expire(now=10.0)
+        assert tx.received("1@lid", "message", "m1", "", now=9.0) is None  # forgotten with its time

@@ -34,6 +34,7 @@ __all__ = [
     "DeviceIdentity",
     "KeyIndexList",
     "countersign_device_identity",
+    "device_identity_details",
     "sign_device_identity",
     "sign_key_index_list",
     "unwrap_pairing_identity",
@@ -162,6 +163,13 @@ def countersign_device_identity(device: KeyPair, signed: bytes, rng: Rng = syste
         raise InvalidSignatureError("ADV account signature over this device does not verify")
     m.device_signature = device.private.sign(_device_message(m.details, device.public, account, details.hosted), rng)
     return m.SerializeToString()
+
+
+def device_identity_details(signed: bytes) -> DeviceIdentity:
+    """The details of a signed device identity, **not verified**: what a server that stores the bytes
+    as given reads its key index from (a hint; clients verify with :func:`verify_device_identity`)."""
+    m = parse_message(_pb.SignedDeviceIdentity, signed, "ADV device identity", max_len=MAX_ADV_MESSAGE_LEN)
+    return DeviceIdentity.from_bytes(m.details)
 
 
 def verify_device_identity(

@@ -12,10 +12,15 @@ section 4, read from whatsmeow and Baileys):
   ``<list><user jid><registration/><identity/><skey/>[<key/>][<device-identity/>]</user>...</list>``;
 - messages: ``<message id to type><participants><to jid><enc v type>…</enc></to>…</participants>
   [<device-identity/>]</message>`` out, ``<message id from t type [participant]><enc/>…</message>`` in;
-- ``<ack id to class [participant] [recipient] [type] [error]/>``; receipts
+- group messages ``<message id to=group><participants>…</participants><enc type="skmsg"/></message>``;
+- ``<ack id to class [participant] [recipient] [type] [error]/>`` from a client, ``<ack id from class t
+  [phash] [error]/>`` from the server; receipts
   ``<receipt id to [type] [participant] [t]>[<list><item id/>…</list>]</receipt>``;
 - notifications: ``encrypt`` (``<count value/>`` from the server, ``<identity/>`` from a user) and
-  ``devices`` (``<add>``/``<remove>`` of ``<device jid [key-index]/>`` and a ``<key-index-list>``).
+  ``devices`` (``<add>``/``<remove>`` of ``<device jid [key-index]/>`` and a ``<key-index-list>``);
+- device lists (``usync``), ADV uploads (``md``), groups (``w:g2``), ping (``w:p``), iq results and
+  errors, ``<success>``/``<failure>`` and ``<stream:error>``: the contract of docs/chat-protocol.md,
+  which chatd (:mod:`wacrypto.chatd.service`) serves with these same types.
 
 Keys are raw 32-byte Curve25519 u coordinates on the wire, as WhatsApp sends them.
 """
@@ -31,22 +36,32 @@ from wacrypto.errors import InvalidArgumentError, InvalidMessageError
 from wacrypto.limits import (
     KEY_TYPE_DJB,
     MAX_ADV_MESSAGE_LEN,
+    MAX_GROUP_PARTICIPANTS,
+    MAX_GROUP_SUBJECT_LEN,
     MAX_PREKEY_ID,
+    MAX_STANZA_ID_LEN,
     MAX_STANZA_LIST_LEN,
     SIGNATURE_LEN,
 )
+from wacrypto.primitives.keys import PublicKey
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.wire.binary import Node
 
 __all__ = [
-    "Ack", "DeviceBundle", "DevicesNotification", "Enc", "EncryptCountNotification", "IdentityChangeNotification",
-    "IncomingMessage", "NackCode", "OutgoingMessage", "PrekeyUpload", "Receipt", "SignedPreKey", "ack_for",
-    "bundle_query", "bundle_result", "child", "child_bytes", "child_uint", "parse_bundle_result",
-    "parse_notification", "parse_prekey_count", "prekey_count_query", "prekey_count_result",
+    "Ack", "DeviceBundle", "DeviceIdentityUpload", "DevicesNotification", "Enc", "EncryptCountNotification",
+    "Failure", "GroupCreate", "GroupInfo", "GroupMessage", "GroupQuery", "IdentityChangeNotification",
+    "IncomingMessage", "IqError", "IqErrorCode", "KeyIndexListUpload", "NackCode", "OutgoingMessage", "PrekeyUpload",
+    "Receipt", "SignedPreKey", "StreamCode", "StreamError", "Success", "UsyncDevices", "UsyncQuery", "ack_for",
+    "bundle_query", "bundle_result", "child", "child_bytes", "child_uint", "group_result", "iq_result", "is_ping",
+    "missing_bundles", "parse_bundle_query", "parse_bundle_result", "parse_group_result", "parse_notification",
+    "parse_prekey_count", "parse_usync_result", "ping_query", "prekey_count_query", "prekey_count_result",
+    "usync_result",
 ]
 
 SERVER: Final = "s.whatsapp.net"
+GROUP_SERVER: Final = "g.us"
+MAX_TIMESTAMP: Final = 2**63 - 1
 KEY_BUNDLE_TYPE: Final = bytes((KEY_TYPE_DJB,))
 EncType = Literal["pkmsg", "msg", "skmsg"]
 _ENC_TYPES: Final = ("pkmsg", "msg", "skmsg")
@@ -96,6 +111,30 @@ def _uint_attr(node: Node, key: str, limit: int) -> int:
 
 def _jid(text: str) -> Jid:
     return Jid.parse(text)
+
+
+def _device_jid(text: str) -> Jid:
+    """A device of a phone-number or LID account (``user[:device]@server``)."""
+    j = Jid.parse(text)
+    if not j.has_devices or not j.user:
+        raise InvalidMessageError("not a device JID")
+    return j
+
+
+def _user_jid(text: str) -> Jid:
+    """An account (device 0 form) of a phone-number or LID server."""
+    j = _device_jid(text)
+    if j.device:
+        raise InvalidMessageError("a user JID, not a device's")
+    return j
+
+
+def _short(node: Node, key: str, limit: int = MAX_STANZA_ID_LEN) -> str:
+    """A required short attribute (ids, keys): non-empty, at most ``limit`` characters."""
+    v = attr(node, key)
+    if len(v) > limit:
+        raise InvalidMessageError(f"<{node.tag}> {key} is longer than {limit} characters")
+    return v
 
 
 def _key32(v: bytes, what: str) -> bytes:
@@ -168,6 +207,11 @@ class PrekeyUpload:
         return cls(child_uint(node, "registration", 4), child_bytes(node, "identity", 32), keys,
                    SignedPreKey.from_node(child(node, "skey")))
 
+    def signature_valid(self) -> bool:
+        """True iff the identity key signed the signed prekey (what a server checks before storing it)."""
+        djb = KEY_BUNDLE_TYPE
+        return PublicKey(self.identity).verify(djb + self.signed_prekey.public, self.signed_prekey.signature)
+
 
 def prekey_count_query(iq_id: str) -> Node:
     return Node("iq", {"id": iq_id, "xmlns": "encrypt", "type": "get", "to": SERVER}, (Node("count"),))
@@ -186,6 +230,17 @@ def bundle_query(iq_id: str, devices: Sequence[Jid]) -> Node:
         raise InvalidArgumentError("ask for 1..65535 devices' bundles at once")
     return Node("iq", {"id": iq_id, "xmlns": "encrypt", "type": "get", "to": SERVER},
                 (Node("key", {}, tuple(Node("user", {"jid": str(d)}) for d in devices)),))
+
+
+def parse_bundle_query(node: Node) -> list[Jid]:
+    """The devices a bundle fetch asks for (the server's side of :func:`bundle_query`), in order."""
+    if node.tag != "iq" or node.attrs.get("xmlns") != "encrypt" or node.attrs.get("type") != "get":
+        raise InvalidMessageError("not a bundle fetch")
+    key = child(node, "key")
+    if not isinstance(key.content, tuple) or not key.content or any(u.tag != "user" for u in key.children):
+        raise InvalidMessageError("bundle fetch: <key> must hold <user> nodes")
+    devices = [_device_jid(attr(u, "jid")) for u in key.children]
+    return devices
 
 
 @final
@@ -209,6 +264,22 @@ class DeviceBundle:
         return Node("user", {"jid": str(self.jid)}, tuple(kids))
 
     @classmethod
+    def from_keys(cls, jid: Jid, registration_id: int, identity: bytes, signed_prekey: SignedPreKey,
+                  prekey: tuple[int, bytes] | None = None, device_identity: bytes | None = None) -> DeviceBundle:
+        """A bundle from raw 32-byte keys as stored (what a server hands out)."""
+        djb = KEY_BUNDLE_TYPE
+        try:
+            bundle = PreKeyBundle(
+                registration_id=registration_id, device_id=jid.device, identity_key=djb + _key32(identity, "identity"),
+                signed_prekey_id=signed_prekey.key_id, signed_prekey=djb + _key32(signed_prekey.public, "signed prekey"),
+                signed_prekey_signature=signed_prekey.signature,
+                prekey_id=None if prekey is None else prekey[0],
+                prekey=None if prekey is None else djb + _key32(prekey[1], "prekey"))
+        except InvalidMessageError as exc:
+            raise InvalidArgumentError(f"not a bundle: {exc}") from None
+        return cls(jid, bundle, device_identity)
+
+    @classmethod
     def from_node(cls, node: Node) -> DeviceBundle:
         jid = _jid(attr(node, "jid"))
         skey = SignedPreKey.from_node(child(node, "skey"))
@@ -225,14 +296,21 @@ class DeviceBundle:
         return cls(jid, bundle, None if dev is None else content_bytes(dev, max_len=MAX_ADV_MESSAGE_LEN))
 
 
-def bundle_result(iq_id: str, to: str, bundles: Sequence[DeviceBundle]) -> Node:
-    return Node("iq", {"id": iq_id, "type": "result", "from": SERVER, "to": to},
-                (Node("list", {}, tuple(b.to_node() for b in bundles)),))
+def bundle_result(iq_id: str, to: str, bundles: Sequence[DeviceBundle], missing: Sequence[Jid] = ()) -> Node:
+    """The fetch result: each bundle, then ``<user jid><error code="404"/></user>`` for each ``missing`` device."""
+    kids = [b.to_node() for b in bundles]
+    kids += [Node("user", {"jid": str(j)}, (Node("error", {"code": "404"}),)) for j in missing]
+    return Node("iq", {"id": iq_id, "type": "result", "from": SERVER, "to": to}, (Node("list", {}, tuple(kids)),))
 
 
 def parse_bundle_result(result: Node) -> list[DeviceBundle]:
     """The bundles in a fetch result (a ``<user>`` holding ``<error>`` is left out: that device has none)."""
     return [DeviceBundle.from_node(u) for u in child(result, "list").children_named("user") if u.child("error") is None]
+
+
+def missing_bundles(result: Node) -> list[Jid]:
+    """The devices a fetch result says have no keys (``<user jid><error/></user>``)."""
+    return [_jid(attr(u, "jid")) for u in child(result, "list").children_named("user") if u.child("error") is not None]
 
 
 # --------------------------------------------------------------------------- messages
@@ -306,13 +384,17 @@ class OutgoingMessage:
         parts = node.child("participants")
         encs: list[tuple[Jid | None, Enc]]
         if parts is not None:
-            encs = [(_jid(attr(t, "jid")), Enc.from_node(child(t, "enc"))) for t in parts.children_named("to")]
+            encs = [(_device_jid(attr(t, "jid")), Enc.from_node(child(t, "enc"))) for t in parts.children_named("to")]
+            if len({j for j, _ in encs}) != len(encs):
+                raise InvalidMessageError("message: a device listed twice")
         else:
             encs = [(None, Enc.from_node(e)) for e in node.children_named("enc")]
+            if len(encs) > 1:
+                raise InvalidMessageError("message: several encs without their devices")
         if not encs:
             raise InvalidMessageError("message without ciphertext")
         dev = node.child("device-identity")
-        return cls(attr(node, "id"), attr(node, "to"), tuple(encs), node.attrs.get("type", "text"),
+        return cls(_short(node, "id"), attr(node, "to"), tuple(encs), node.attrs.get("type", "text"),
                    None if dev is None else content_bytes(dev, max_len=MAX_ADV_MESSAGE_LEN), node.attrs.get("phash"))
 
 
@@ -349,7 +431,7 @@ class IncomingMessage:
         if not encs:
             raise InvalidMessageError("message without ciphertext")
         dev = node.child("device-identity")
-        return cls(attr(node, "id"), attr(node, "from"), _uint_attr(node, "t", 2**63 - 1), encs,
+        return cls(attr(node, "id"), attr(node, "from"), _uint_attr(node, "t", MAX_TIMESTAMP), encs,
                    node.attrs.get("type", "text"), node.attrs.get("participant"), node.attrs.get("recipient"),
                    None if dev is None else content_bytes(dev, max_len=MAX_ADV_MESSAGE_LEN))
 
@@ -363,6 +445,7 @@ class IncomingMessage:
 class NackCode(enum.IntEnum):
     """Error codes of a negative ack: the sender keeps the stanza for a later retry or gives up."""
 
+    RATE_LIMITED = 429  # (chatd) a recipient's mailbox share is full: nothing kept, send it again later
     PARSE_ERROR = 487
     UNRECOGNIZED_STANZA = 488
     PROTOBUF_ERROR = 491
@@ -374,6 +457,10 @@ class NackCode(enum.IntEnum):
 @final
 @dataclass(frozen=True, slots=True)
 class Ack:
+    """An ack (``error`` set: a nack). A client's ack names the acknowledged stanza's sender in ``to``;
+    the server's (``incoming``: as received from the server) names it in ``from`` and may carry the
+    server's ``t`` and participant hash ``phash``."""
+
     id: str
     to: str
     stanza_class: str  # the tag of the acknowledged stanza
@@ -381,12 +468,18 @@ class Ack:
     recipient: str | None = None
     type: str | None = None
     error: int | None = None  # set: a nack
+    phash: str | None = None
+    timestamp: int | None = None
+    incoming: bool = False  # ``from`` rather than ``to``: the server's ack
 
     def to_node(self) -> Node:
-        attrs = {"id": self.id, "to": self.to, "class": self.stanza_class}
-        for k, v in (("participant", self.participant), ("recipient", self.recipient), ("type", self.type)):
+        attrs = {"id": self.id, "from" if self.incoming else "to": self.to, "class": self.stanza_class}
+        for k, v in (("participant", self.participant), ("recipient", self.recipient), ("type", self.type),
+                     ("phash", self.phash)):
             if v is not None:
                 attrs[k] = v
+        if self.timestamp is not None:
+            attrs["t"] = str(self.timestamp)
         if self.error is not None:
             attrs["error"] = str(self.error)
         return Node("ack", attrs)
@@ -395,10 +488,17 @@ class Ack:
     def from_node(cls, node: Node) -> Ack:
         if node.tag != "ack":
             raise InvalidMessageError("not an ack")
-        err = node.attrs.get("error")
-        return cls(attr(node, "id"), node.attrs.get("from") or attr(node, "to"), attr(node, "class"),
+        err, t = node.attrs.get("error"), node.attrs.get("t")
+        incoming = "from" in node.attrs
+        return cls(attr(node, "id"), attr(node, "from") if incoming else attr(node, "to"), attr(node, "class"),
                    node.attrs.get("participant"), node.attrs.get("recipient"), node.attrs.get("type"),
-                   None if err is None else _uint_attr(node, "error", 999))
+                   None if err is None else _uint_attr(node, "error", 999), node.attrs.get("phash"),
+                   None if t is None else _uint_attr(node, "t", MAX_TIMESTAMP), incoming)
+
+    @property
+    def origin(self) -> str:
+        """Who sent the acknowledged stanza: the participant (a group's member device), else ``to``."""
+        return self.participant or self.to
 
 
 def ack_for(stanza: Node, *, error: NackCode | None = None) -> Ack:
@@ -452,10 +552,14 @@ class Receipt:
         t = node.attrs.get("t")
         return cls(ids, node.attrs.get("from") or attr(node, "to"), node.attrs.get("type"),
                    node.attrs.get("participant"), node.attrs.get("recipient"),
-                   None if t is None else _uint_attr(node, "t", 2**63 - 1))
+                   None if t is None else _uint_attr(node, "t", MAX_TIMESTAMP))
 
 
 # --------------------------------------------------------------------------- notifications
+def _notification(nid: str, kind: str, sender: str, t: int, kids: tuple[Node, ...]) -> Node:
+    return Node("notification", {"id": nid, "type": kind, "from": sender, "t": str(t)}, kids)
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class EncryptCountNotification:
@@ -463,13 +567,20 @@ class EncryptCountNotification:
 
     count: int
 
+    def to_node(self, nid: str, t: int) -> Node:
+        return _notification(nid, "encrypt", SERVER, t, (Node("count", {"value": str(self.count)}),))
+
 
 @final
 @dataclass(frozen=True, slots=True)
 class IdentityChangeNotification:
-    """``jid`` has a new identity key (reinstalled or a new phone): its sessions must be rebuilt."""
+    """``jid`` has a new identity key (reinstalled or a new phone): its sessions must be rebuilt.
+    ``jid`` is the device whose key changed (the user JID for a primary)."""
 
     jid: Jid
+
+    def to_node(self, nid: str, t: int) -> Node:
+        return _notification(nid, "encrypt", str(self.jid), t, (Node("identity"),))
 
 
 @final
@@ -481,6 +592,19 @@ class DevicesNotification:
     added: tuple[Jid, ...] = ()
     removed: tuple[Jid, ...] = ()
     key_index_list: bytes | None = None
+
+    def to_node(self, nid: str, t: int) -> Node:
+        """``<add>`` and/or ``<remove>``; the key-index list rides in the last of them."""
+        ops = [(tag, devs) for tag, devs in (("add", self.added), ("remove", self.removed)) if devs]
+        if not ops:
+            raise InvalidArgumentError("a devices notification adds or removes at least one device")
+        kids = []
+        for i, (tag, devs) in enumerate(ops):
+            inner = [Node("device", {"jid": str(d)}) for d in devs]
+            if self.key_index_list is not None and i == len(ops) - 1:
+                inner.append(Node("key-index-list", {}, self.key_index_list))
+            kids.append(Node(tag, {}, tuple(inner)))
+        return _notification(nid, "devices", str(self.jid), t, tuple(kids))
 
 
 Notification = EncryptCountNotification | IdentityChangeNotification | DevicesNotification
@@ -513,3 +637,408 @@ def parse_notification(node: Node) -> Notification | None:
                 kil = content_bytes(k, max_len=MAX_ADV_MESSAGE_LEN)
         return DevicesNotification(_jid(sender), tuple(added), tuple(removed), kil)
     return None
+
+
+# --------------------------------------------------------------------------- iqs: ping, results, errors
+def _iq(node: Node, xmlns: str, kind: str) -> Node:
+    if node.tag != "iq" or node.attrs.get("xmlns") != xmlns or node.attrs.get("type") != kind:
+        raise InvalidMessageError(f"not an {xmlns} {kind} iq")
+    return node
+
+
+def ping_query(iq_id: str, to: str = SERVER) -> Node:
+    """``<iq id type="get" xmlns="w:p" to><ping/></iq>``: answered by :func:`iq_result`."""
+    return Node("iq", {"id": iq_id, "type": "get", "xmlns": "w:p", "to": to}, (Node("ping"),))
+
+
+def is_ping(node: Node) -> bool:
+    return (node.tag == "iq" and node.attrs.get("xmlns") == "w:p" and node.attrs.get("type") == "get"
+            and node.child("ping") is not None)
+
+
+def iq_result(iq_id: str, to: str | None = None, content: Node | None = None, *, sender: str = SERVER) -> Node:
+    """``<iq id type="result" from [to]>[content]</iq>``: the answer to a get or set."""
+    attrs = {"id": iq_id, "type": "result", "from": sender}
+    if to is not None:
+        attrs["to"] = to
+    return Node("iq", attrs, None if content is None else (content,))
+
+
+class IqErrorCode(enum.IntEnum):
+    """Codes of ``<iq type="error"><error code/></iq>``."""
+
+    BAD_REQUEST = 400
+    FORBIDDEN = 403
+    NOT_FOUND = 404
+    NOT_ACCEPTABLE = 406
+    INTERNAL = 500
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class IqError:
+    """A failed iq: ``<iq id type="error" from [to]><error code text/></iq>``."""
+
+    id: str
+    code: int
+    text: str = ""
+    to: str | None = None
+    sender: str = SERVER
+
+    def to_node(self) -> Node:
+        attrs = {"id": self.id, "type": "error", "from": self.sender}
+        if self.to is not None:
+            attrs["to"] = self.to
+        err = {"code": str(self.code)} | ({"text": self.text} if self.text else {})
+        return Node("iq", attrs, (Node("error", err),))
+
+    @classmethod
+    def from_node(cls, node: Node) -> IqError:
+        if node.tag != "iq" or node.attrs.get("type") != "error":
+            raise InvalidMessageError("not an iq error")
+        err = child(node, "error")
+        return cls(attr(node, "id"), _uint_attr(err, "code", 999), err.attrs.get("text", ""), node.attrs.get("to"),
+                   attr(node, "from"))
+
+
+# --------------------------------------------------------------------------- login and stream errors
+@final
+@dataclass(frozen=True, slots=True)
+class Success:
+    """``<success t [lid]/>``: the server accepted the login."""
+
+    timestamp: int
+    lid: Jid | None = None
+
+    def to_node(self) -> Node:
+        attrs = {"t": str(self.timestamp)} | ({"lid": str(self.lid)} if self.lid is not None else {})
+        return Node("success", attrs)
+
+    @classmethod
+    def from_node(cls, node: Node) -> Success:
+        if node.tag != "success":
+            raise InvalidMessageError("not a success")
+        lid = node.attrs.get("lid")
+        return cls(_uint_attr(node, "t", MAX_TIMESTAMP), None if lid is None else _user_jid(lid))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """``<failure reason/>``: the server refused the login (401: another key holds that device)."""
+
+    reason: int
+
+    def to_node(self) -> Node:
+        return Node("failure", {"reason": str(self.reason)})
+
+    @classmethod
+    def from_node(cls, node: Node) -> Failure:
+        if node.tag != "failure":
+            raise InvalidMessageError("not a failure")
+        return cls(_uint_attr(node, "reason", 999))
+
+
+class StreamCode(enum.IntEnum):
+    """``<stream:error code>``: what the client does next (docs/chat-protocol.md)."""
+
+    LOGGED_OUT = 401  # logged out / device removed: never reconnect
+    CLIENT_OUTDATED = 405  # never reconnect
+    RATE_LIMITED = 429  # reconnect with a penalty
+    REPLACED = 440  # another connection of this device took over: never reconnect
+    INTERNAL = 500  # other: reconnect
+    RESTART_REQUIRED = 515  # reconnect now
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """``<stream:error code>[<conflict type/>]</stream:error>``, the server's last stanza on a stream."""
+
+    code: StreamCode
+    conflict: str | None = None  # "replaced" with 440
+
+    @classmethod
+    def replaced(cls) -> StreamError:
+        """What the first connection of a device gets when a second one logs in."""
+        return cls(StreamCode.REPLACED, "replaced")
+
+    def to_node(self) -> Node:
+        kids = None if self.conflict is None else (Node("conflict", {"type": self.conflict}),)
+        return Node("stream:error", {"code": str(int(self.code))}, kids)
+
+    @classmethod
+    def from_node(cls, node: Node) -> StreamError:
+        if node.tag != "stream:error":
+            raise InvalidMessageError("not a stream error")
+        raw = _uint_attr(node, "code", 999)
+        try:
+            code = StreamCode(raw)
+        except ValueError:
+            code = StreamCode.INTERNAL  # an unknown code: "other"
+        conflict = node.child("conflict")
+        return cls(code, None if conflict is None else attr(conflict, "type"))
+
+
+# --------------------------------------------------------------------------- device lists (usync)
+@final
+@dataclass(frozen=True, slots=True)
+class UsyncQuery:
+    """Ask for the device lists of ``users`` (user JIDs)."""
+
+    users: tuple[Jid, ...]
+    context: str = "message"
+
+    def to_node(self, iq_id: str) -> Node:
+        if not self.users or len(self.users) > MAX_STANZA_LIST_LEN:
+            raise InvalidArgumentError("ask for 1..65535 users' devices at once")
+        return Node("iq", {"id": iq_id, "xmlns": "usync", "type": "get", "to": SERVER}, (
+            Node("usync", {"mode": "query", "context": self.context}, (
+                Node("query", {}, (Node("devices", {"version": "2"}),)),
+                Node("list", {}, tuple(Node("user", {"jid": str(u)}) for u in self.users)),
+            )),
+        ))
+
+    @classmethod
+    def from_node(cls, node: Node) -> UsyncQuery:
+        usync = child(_iq(node, "usync", "get"), "usync")
+        if child(usync, "query").child("devices") is None:
+            raise InvalidMessageError("usync: only device queries are served")
+        lst = child(usync, "list")
+        if not lst.children or any(u.tag != "user" for u in lst.children):
+            raise InvalidMessageError("usync: <list> must hold <user> nodes")
+        return cls(tuple(_user_jid(attr(u, "jid")) for u in lst.children), _short(usync, "context"))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class UsyncDevices:
+    """One user's devices: (device id, key index or None for the primary), and the account's signed
+    key-index list (ADV bytes) with its time ``ts``."""
+
+    user: Jid
+    devices: tuple[tuple[int, int | None], ...]
+    key_index_list: bytes | None = None
+    key_index_ts: int | None = None
+
+    def jids(self) -> list[Jid]:
+        return [self.user.with_device(d) for d, _ in self.devices]
+
+    def to_node(self) -> Node:
+        devs = tuple(Node("device", {"id": str(d)} | ({} if k is None else {"key-index": str(k)}))
+                     for d, k in self.devices)
+        kids = [Node("device-list", {}, devs)]
+        if self.key_index_list is not None:
+            ts = {} if self.key_index_ts is None else {"ts": str(self.key_index_ts)}
+            kids.append(Node("key-index-list", ts, self.key_index_list))
+        return Node("user", {"jid": str(self.user)}, (Node("devices", {}, tuple(kids)),))
+
+    @classmethod
+    def from_node(cls, node: Node) -> UsyncDevices:
+        devices = child(node, "devices")
+        out: list[tuple[int, int | None]] = []
+        for d in child(devices, "device-list").children_named("device"):
+            k = d.attrs.get("key-index")
+            out.append((_uint_attr(d, "id", 255), None if k is None else _uint_attr(d, "key-index", 0xFFFFFFFF)))
+        if len({d for d, _ in out}) != len(out):
+            raise InvalidMessageError("usync: a device listed twice")
+        kil = devices.child("key-index-list")
+        ts = None if kil is None or "ts" not in kil.attrs else _uint_attr(kil, "ts", MAX_TIMESTAMP)
+        return cls(_user_jid(attr(node, "jid")), tuple(out),
+                   None if kil is None else content_bytes(kil, max_len=MAX_ADV_MESSAGE_LEN), ts)
+
+
+def usync_result(iq_id: str, to: str, users: Sequence[UsyncDevices]) -> Node:
+    return iq_result(iq_id, to, Node("usync", {}, (Node("list", {}, tuple(u.to_node() for u in users)),)))
+
+
+def parse_usync_result(result: Node) -> list[UsyncDevices]:
+    return [UsyncDevices.from_node(u) for u in child(child(result, "usync"), "list").children_named("user")]
+
+
+# --------------------------------------------------------------------------- md iqs: ADV identities
+def _md_set(iq_id: str, tag: str, blob: bytes) -> Node:
+    return Node("iq", {"id": iq_id, "xmlns": "md", "type": "set", "to": SERVER}, (Node(tag, {}, blob),))
+
+
+def _md_blob(node: Node, tag: str) -> bytes:
+    return content_bytes(child(_iq(node, "md", "set"), tag), max_len=MAX_ADV_MESSAGE_LEN)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class DeviceIdentityUpload:
+    """A companion registers its ADV identity (``ADVSignedDeviceIdentity`` bytes, stored as given)."""
+
+    identity: bytes
+
+    def to_node(self, iq_id: str) -> Node:
+        return _md_set(iq_id, "device-identity", self.identity)
+
+    @classmethod
+    def from_node(cls, node: Node) -> DeviceIdentityUpload:
+        return cls(_md_blob(node, "device-identity"))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class KeyIndexListUpload:
+    """The primary publishes the account's signed key-index list (ADV bytes, stored as given)."""
+
+    signed: bytes
+
+    def to_node(self, iq_id: str) -> Node:
+        return _md_set(iq_id, "key-index-list", self.signed)
+
+    @classmethod
+    def from_node(cls, node: Node) -> KeyIndexListUpload:
+        return cls(_md_blob(node, "key-index-list"))
+
+
+# --------------------------------------------------------------------------- groups (w:g2)
+def _participants(node: Node) -> tuple[Jid, ...]:
+    users = tuple(_user_jid(attr(p, "jid")) for p in node.children_named("participant"))
+    if len(set(users)) != len(users) or len(users) > MAX_GROUP_PARTICIPANTS:
+        raise InvalidMessageError(f"a participant listed twice, or more than {MAX_GROUP_PARTICIPANTS}")
+    return users
+
+
+def _group_jid(text: str) -> Jid:
+    j = Jid.parse(text)
+    if not j.is_group or not j.user:
+        raise InvalidMessageError("not a group JID")
+    return j
+
+
+def _subject(subject: str) -> str:
+    if len(subject) > MAX_GROUP_SUBJECT_LEN:
+        raise InvalidArgumentError(f"a group subject is at most {MAX_GROUP_SUBJECT_LEN} characters")
+    return subject
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GroupCreate:
+    """Create a group of the sender and ``participants`` (user JIDs); ``key`` is the client's own id for
+    this request, so a resend creates nothing new."""
+
+    subject: str
+    key: str
+    participants: tuple[Jid, ...]
+
+    def to_node(self, iq_id: str) -> Node:
+        kids = tuple(Node("participant", {"jid": str(p)}) for p in self.participants)
+        return Node("iq", {"id": iq_id, "xmlns": "w:g2", "type": "set", "to": GROUP_SERVER},
+                    (Node("create", {"subject": _subject(self.subject), "key": self.key}, kids),))
+
+    @classmethod
+    def from_node(cls, node: Node) -> GroupCreate:
+        create = child(_iq(node, "w:g2", "set"), "create")
+        subject = create.attrs.get("subject", "")
+        if len(subject) > MAX_GROUP_SUBJECT_LEN:
+            raise InvalidMessageError("group subject too long")
+        return cls(subject, _short(create, "key"), _participants(create))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GroupQuery:
+    """Ask for a group's subject and participants."""
+
+    group: Jid
+
+    def to_node(self, iq_id: str) -> Node:
+        return Node("iq", {"id": iq_id, "xmlns": "w:g2", "type": "get", "to": str(self.group)}, (Node("query"),))
+
+    @classmethod
+    def from_node(cls, node: Node) -> GroupQuery:
+        child(_iq(node, "w:g2", "get"), "query")
+        return cls(_group_jid(attr(node, "to")))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """``<group id subject creator><participant jid/>...</group>`` (``id``: the group JID's user part)."""
+
+    group: Jid
+    subject: str
+    creator: Jid
+    participants: tuple[Jid, ...]
+
+    def to_node(self) -> Node:
+        kids = tuple(Node("participant", {"jid": str(p)}) for p in self.participants)
+        return Node("group", {"id": self.group.user, "subject": _subject(self.subject), "creator": str(self.creator)},
+                    kids)
+
+    @classmethod
+    def from_node(cls, node: Node) -> GroupInfo:
+        if node.tag != "group":
+            raise InvalidMessageError("not a group")
+        subject = node.attrs.get("subject", "")
+        if len(subject) > MAX_GROUP_SUBJECT_LEN:
+            raise InvalidMessageError("group subject too long")
+        return cls(_group_jid(attr(node, "id") + "@" + GROUP_SERVER), subject, _user_jid(attr(node, "creator")),
+                   _participants(node))
+
+
+def group_result(iq_id: str, to: str, info: GroupInfo) -> Node:
+    return iq_result(iq_id, to, info.to_node(), sender=GROUP_SERVER)
+
+
+def parse_group_result(result: Node) -> GroupInfo:
+    return GroupInfo.from_node(child(result, "group"))
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    """A message to a group: the ``skmsg`` for every participant device, and ``encs`` (pkmsg/msg, each
+    carrying a sender-key distribution message or, on a resend after a retry receipt, the message)
+    for the devices listed. At least one of the two."""
+
+    id: str
+    group: Jid
+    encs: tuple[tuple[Jid, Enc], ...] = ()
+    skmsg: Enc | None = None
+    type: str = "text"
+    device_identity: bytes | None = None
+    phash: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.encs and self.skmsg is None:
+            raise InvalidArgumentError("a group message needs an skmsg or per-device encs")
+        if (self.skmsg is not None and self.skmsg.type != "skmsg") or any(e.type == "skmsg" for _, e in self.encs):
+            raise InvalidArgumentError("the group-wide enc is the skmsg; per-device encs are pkmsg/msg")
+
+    def to_node(self) -> Node:
+        attrs = {"id": self.id, "to": str(self.group), "type": self.type}
+        if self.phash is not None:
+            attrs["phash"] = self.phash
+        kids: list[Node] = []
+        if self.encs:
+            kids.append(Node("participants", {}, tuple(Node("to", {"jid": str(j)}, (e.to_node(),)) for j, e in self.encs)))
+        if self.skmsg is not None:
+            kids.append(self.skmsg.to_node())
+        if self.device_identity is not None:
+            kids.append(Node("device-identity", {}, self.device_identity))
+        return Node("message", attrs, tuple(kids))
+
+    @classmethod
+    def from_node(cls, node: Node) -> GroupMessage:
+        if node.tag != "message":
+            raise InvalidMessageError("not a message stanza")
+        group = _group_jid(attr(node, "to"))
+        parts = node.child("participants")
+        encs = () if parts is None else tuple((_device_jid(attr(t, "jid")), Enc.from_node(child(t, "enc")))
+                                              for t in parts.children_named("to"))
+        tops = [Enc.from_node(e) for e in node.children_named("enc")]
+        if len(tops) > 1 or any(e.type != "skmsg" for e in tops) or any(e.type == "skmsg" for _, e in encs):
+            raise InvalidMessageError("group message: one skmsg for all, pkmsg/msg per device")
+        if not encs and not tops:
+            raise InvalidMessageError("message without ciphertext")
+        if len({j for j, _ in encs}) != len(encs):
+            raise InvalidMessageError("group message: a device listed twice")
+        dev = node.child("device-identity")
+        return cls(_short(node, "id"), group, encs, tops[0] if tops else None, node.attrs.get("type", "text"),
+                   None if dev is None else content_bytes(dev, max_len=MAX_ADV_MESSAGE_LEN), node.attrs.get("phash"))
