@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": _BASE | {"_proto", "address", "primitives", "signal"},
     "session": _BASE | {"whatsapp", "address", "primitives", "wire", "signal", "store"},
     "media": _BASE | {"primitives"},
-    "chat": _BASE | {"whatsapp", "_proto", "address", "primitives", "wire", "transport", "store", "session"},
+    "chat": _BASE | {"whatsapp", "_proto", "address", "primitives", "wire", "signal", "media", "transport", "store", "session"},
     "chatd": _BASE | {"_proto", "primitives", "wire", "transport", "chat", "whatsapp"},
     "testing": _BASE | {"whatsapp", "wire", "primitives", "transport", "store", "session", "chat", "chatd", "signal", "address"},
     "tools": _BASE | {"whatsapp", "_proto", "address", "primitives", "wire", "signal", "transport", "store", "session",

@@ -56,6 +56,8 @@ from typing import Final, final
 
 import trio
 
+from wacrypto.chatd.db import ChatdDatabase
+from wacrypto.chatd.service import ChatService
 from wacrypto.errors import InvalidArgumentError, PeerError, TransportError
 from wacrypto.limits import (
     DEFAULT_MAILBOX_SENDER_LIMIT,
@@ -76,14 +78,18 @@ from wacrypto.transport.chat_connection import (
     Connected,
     KeepaliveSettings,
     MessageReceived,
+    NodeReceived,
 )
 from wacrypto.transport.noise_connection import NoiseConnection, ServerSettings
 from wacrypto.transport.messages import Ack, ClientPayload, Message, StreamErrorCode
 from wacrypto.chat.driver import ConnectionDriver, Outgoing
+from wacrypto.whatsapp.jid import USER_SERVER, Jid
+from wacrypto.wire.binary import Node
 
 __all__ = ["MAILBOX_LIMIT", "ChatdServer", "Mailbox", "ServerKeys", "Session"]
 
 _DAY: Final = 86400
+_PUSH_BATCH: Final = 500  # stanzas read from a device's mailbox at a time
 _SWEEP_INTERVAL: Final = 60.0  # seconds between sweeps of every mailbox for expired messages
 ROOT_KEY_FILE: Final = "root.key"
 ROOT_PUB_FILE: Final = "root.pub"  # what clients trust: hex of the 32-byte root public key
@@ -375,6 +381,8 @@ class ChatdServer:
         mailbox_stranger_limit: int = DEFAULT_MAILBOX_STRANGER_LIMIT,
         mailbox_ttl: float = DEFAULT_MAILBOX_TTL,
         clock: Callable[[], float] = trio.current_time,
+        database: str | Path | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not (mailbox_limit >= 1 and mailbox_sender_limit >= 1 and mailbox_stranger_limit >= 1):
             raise InvalidArgumentError("mailbox limits must be at least 1")
@@ -413,6 +421,22 @@ class ChatdServer:
         self._nursery: trio.Nursery | None = None
         self._host = "127.0.0.1"
         self.session_started = trio.Event()
+        # the WhatsApp stanza service (docs/chat-protocol.md), its state in a SQLite database
+        self._wall = wall_clock
+        self.db: ChatdDatabase | None = None
+        self.service: ChatService | None = None
+        if database is not None:
+            self.db = ChatdDatabase(database)
+            self.service = ChatService(self.db, mailbox_ttl=mailbox_ttl, mailbox_limit=mailbox_limit,
+                                       mailbox_sender_limit=mailbox_sender_limit,
+                                       mailbox_stranger_limit=mailbox_stranger_limit)
+        self.devices: dict[Jid, Session] = {}  # logged-in device -> its live session
+        self.expired = 0  # stanzas dropped from device mailboxes after the TTL
+
+    def close(self) -> None:
+        """Close the database (after serving has ended)."""
+        if self.db is not None:
+            self.db.close()
 
     # ------------------------------------------------------------------ serving
     @property
@@ -433,6 +457,8 @@ class ChatdServer:
             bound = []
             for port in ports:
                 bound.append(await self._open_port(port))
+            if self.service is not None:
+                nursery.start_soon(self._expire_waiting)
             task_status.started(bound)
             await trio.sleep_forever()
 
@@ -450,16 +476,19 @@ class ChatdServer:
 
     async def _accept_loop(self, listener: trio.SocketListener, scope: trio.CancelScope, port: int) -> None:
         assert self._nursery is not None
-        with scope:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except (trio.ClosedResourceError, OSError):
-                    return
-                if port in self._stalled:
-                    self._nursery.start_soon(self._hold_silently, stream)
-                else:
-                    self._nursery.start_soon(self.handle_stream, stream, port)
+        try:
+            with scope:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except (trio.ClosedResourceError, OSError):
+                        return
+                    if port in self._stalled:
+                        self._nursery.start_soon(self._hold_silently, stream)
+                    else:
+                        self._nursery.start_soon(self.handle_stream, stream, port)
+        finally:  # serving ended (cancelled): free the port now, not when the socket is collected
+            listener.socket.close()
 
     @staticmethod
     async def _hold_silently(stream: trio.abc.Stream) -> None:
@@ -485,7 +514,10 @@ class ChatdServer:
             self.handshakes += 1
             await self._on_connected(session, connected)
             with session.cancel_scope:
-                if self.relay and session.client_key is not None:
+                payload = session.client_payload
+                if self.service is not None and payload is not None and payload.username:
+                    await self._serve_device(session, payload)
+                elif self.relay and session.client_key is not None:
                     ended: TransportError | None = None
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._pump, session)
@@ -562,6 +594,83 @@ class ChatdServer:
                 session.acks.append(ev.id)
         if self._on_event is not None:
             await self._on_event(session, ev)
+
+    # ------------------------------------------------------------------ WhatsApp stanzas
+    async def _serve_device(self, session: Session, payload: ClientPayload) -> None:
+        """One logged-in device: login, its mailbox pushed, then its stanzas through the service."""
+        service = self.service
+        assert service is not None and session.client_key is not None
+        driver = session.driver
+        result = service.login(payload.username, payload.server or USER_SERVER, payload.device,
+                               session.client_key.u, self._wall())
+        if not result.ok:
+            assert result.failure is not None
+            driver.conn.send(result.failure, trio.current_time())
+            await driver.flush()
+            return
+        device = Jid(payload.username, payload.server or USER_SERVER, payload.device)
+        old = self.devices.get(device)
+        if old is not None and old is not session:
+            old.driver.conn.send_stream_error(StreamErrorCode.CONFLICT)
+            try:
+                await old.driver.flush()
+            except TransportError:
+                pass
+            old.cancel_scope.cancel()
+        self.devices[device] = session
+        assert result.success is not None
+        session.send(result.success)
+        ended: TransportError | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._push_waiting, session, device)
+                try:
+                    await driver.run(session.out_recv, lambda ev: self._device_event(session, device, ev))
+                except TransportError as exc:
+                    ended = exc
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.devices.get(device) is session:
+                del self.devices[device]
+            service.disconnected(device, result.session)
+        if ended is not None:
+            raise ended
+
+    async def _device_event(self, session: Session, device: Jid, ev: ChatEvent) -> None:
+        service = self.service
+        assert service is not None
+        if isinstance(ev, NodeReceived):
+            for target, node in service.handle(device, ev.node, self._wall()):
+                dest = self.devices.get(target)
+                if dest is not None:
+                    try:
+                        await dest.out_send.send(node)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        pass
+        if self._on_event is not None:
+            await self._on_event(session, ev)
+
+    async def _push_waiting(self, session: Session, device: Jid) -> None:
+        """Push what waited for ``device`` (page by page, as fast as the connection takes it); once it
+        has caught up, the service hands new deliveries to :meth:`_device_event` at once."""
+        service = self.service
+        assert service is not None
+        while True:
+            page = service.pending_for(device, self._wall(), limit=_PUSH_BATCH)
+            for node in page:
+                try:
+                    await session.out_send.send(node)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return
+            if len(page) < _PUSH_BATCH:
+                return
+
+    async def _expire_waiting(self) -> None:
+        """Drop what waited longer than the service's mailbox TTL, every minute."""
+        assert self.service is not None
+        while True:
+            self.expired += self.service.expire(self._wall())
+            await trio.sleep(_SWEEP_INTERVAL)
 
     # ------------------------------------------------------------------ delivery
     @staticmethod

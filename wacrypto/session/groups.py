@@ -52,8 +52,13 @@ def _address(a: Address, what: str) -> Address:
     return a
 
 
-def _lock_name(group_id: str, sender: Address) -> str:
+def sender_key_lock(group_id: str, sender: Address) -> str:
+    """The store lock of ``sender``'s sender key in ``group_id`` (pass it to ``store.transaction``
+    with the pairwise addresses to use :meth:`GroupCipher.encrypt_in` and friends in one transaction)."""
     return f"senderkey/{group_id}/{sender}"
+
+
+_lock_name = sender_key_lock
 
 
 @final

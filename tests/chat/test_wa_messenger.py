@@ -1,0 +1,431 @@
+"""WaMessenger end to end over loopback TCP through the reference chatd serving the WhatsApp
+stanzas from its SQLite database (docs/chat-protocol.md), with SQLite key stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from wacrypto.chat.client import ChatClientConfig
+from wacrypto.chat.events import ClientState, StateChanged
+from wacrypto.errors import ConflictError
+from wacrypto.session.groups import GroupCipher
+from wacrypto.chat.wa_messenger import (
+    DeviceRejected,
+    IdentityChanged,
+    ReceiptReceived,
+    ReceivedMessage,
+    Undecryptable,
+    WaEvent,
+    WaMessenger,
+    link_companion,
+    open_wa_messenger,
+)
+from wacrypto.chatd.media import MediaServer
+from wacrypto.chatd.server import ChatdServer, ServerKeys
+from wacrypto.media.client import MediaClient
+from wacrypto.primitives.keys import KeyPair
+from wacrypto.session import account
+from wacrypto.store import open_store
+from wacrypto.store.protocols import KeyStore
+from wacrypto.transport.chat_connection import KeepaliveSettings
+from wacrypto.whatsapp.jid import Jid
+
+KEYS, _, _ = ServerKeys.generate()
+STEP = 20.0  # seconds any one step may take
+
+
+@dataclass
+class Device:
+    jid: Jid
+    url: str
+    static: KeyPair = field(default_factory=KeyPair.generate)
+
+
+@dataclass
+class Running:
+    m: WaMessenger
+    store: KeyStore
+    events: list[WaEvent] = field(default_factory=list)
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    async def wait_for(self, kind: type, pred: Any = lambda e: True) -> Any:
+        with trio.fail_after(STEP):
+            while True:
+                for e in self.events:
+                    if isinstance(e, kind) and pred(e):
+                        return e
+                self.changed = trio.Event()
+                await self.changed.wait()
+
+    async def next_message(self, text: str | None = None) -> ReceivedMessage:
+        got: ReceivedMessage = await self.wait_for(ReceivedMessage, lambda e: text is None or e.text == text)
+        return got
+
+
+class Chatd:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.port = 0
+        self.server: ChatdServer | None = None
+        self._scope: trio.CancelScope | None = None
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        server = ChatdServer(KEYS, database=self.path, keepalive=KeepaliveSettings(interval=0))
+
+        done = self._done = trio.Event()
+
+        async def serve(task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                try:
+                    await server.serve("127.0.0.1", [self.port], task_status=task_status)
+                finally:
+                    server.close()
+                    done.set()
+
+        (self.port,) = await nursery.start(serve)
+        self.server = server
+
+    async def stop(self) -> None:
+        """Stop serving (every connection dropped, the database closed) and wait until it has."""
+        assert self._scope is not None
+        self._scope.cancel()
+        await self._done.wait()
+
+
+def _config(d: Device, port: int) -> ChatClientConfig:
+    return ChatClientConfig(host="127.0.0.1", trusted_root=KEYS.root_public, static_key=d.static, ports=(port,),
+                            keepalive=KeepaliveSettings(interval=0), backoff_base=0.05, backoff_cap=0.3,
+                            connect_timeout=5.0)
+
+
+async def _new_device(tmp: Path, user: str, device: int = 0, server: str = "s.whatsapp.net") -> Device:
+    d = Device(Jid(user, server, device), f"sqlite:///{tmp / f'{user}-{device}.db'}")
+    s = await open_store(d.url)
+    await account.create_account(s, prekeys=0)
+    await s.aclose()
+    return d
+
+
+@asynccontextmanager
+async def running(d: Device, chatd: Chatd, **kwargs: Any) -> AsyncIterator[Running]:
+    store = await open_store(d.url)
+    try:
+        async with open_wa_messenger(store, _config(d, chatd.port), d.jid, **kwargs) as m, trio.open_nursery() as n:
+            r = Running(m, store)
+
+            async def collect() -> None:
+                async for ev in m.events():
+                    r.events.append(ev)
+                    r.changed.set()
+
+            n.start_soon(collect)
+            with trio.fail_after(STEP):
+                await m.wait_logged_in()
+            yield r
+            n.cancel_scope.cancel()
+    finally:
+        await store.aclose()
+
+
+async def test_registration_and_a_conversation_both_ways(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(bob, chatd) as b:
+            assert a.m.prekey_uploads == 1 and b.m.prekey_uploads == 1  # 812 each, at registration
+            assert chatd.server is not None and chatd.server.db is not None
+            mid = await a.m.send_text(bob.jid, "hello bob")
+            got = await b.next_message("hello bob")
+            assert got.id == mid and got.sender == alice.jid and got.chat == alice.jid.user_jid()
+            await b.m.mark_handled(got)
+            receipt = await a.wait_for(ReceiptReceived, lambda e: mid in e.ids)
+            assert receipt.type is None  # delivered
+            await b.m.send_text(alice.jid, "hello alice")
+            back = await a.next_message("hello alice")
+            await a.m.mark_handled(back)
+            with trio.fail_after(STEP):
+                while await a.m.pending() or await b.m.pending():
+                    await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+
+
+async def test_offline_delivery_survives_a_chatd_restart(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd):
+            pass  # registered, then offline
+        async with running(alice, chatd) as a:
+            ids = [await a.m.send_text(bob.jid, f"offline {i}") for i in range(5)]
+            with trio.fail_after(STEP):
+                while await a.m.pending():
+                    await trio.sleep(0.05)
+        await chatd.stop()
+        await chatd.start(nursery)  # a new server on the same database, same port
+        async with running(bob, chatd) as b:
+            for i, mid in enumerate(ids):
+                got = await b.next_message(f"offline {i}")
+                assert got.id == mid
+                await b.m.mark_handled(got)
+        async with running(bob, chatd) as b2:
+            await trio.sleep(0.5)
+            assert not [e for e in b2.events if isinstance(e, ReceivedMessage)]  # acked: gone for good
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_lost_session_is_healed_by_retry_receipts(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(bob, chatd) as b:
+            await b.m.mark_handled(await _exchange(a, b, bob, "one"))
+            # bob loses his session with alice (a restore from an old backup, say)
+            addr = alice.jid.signal_address()
+            async with b.store.transaction(addr) as tx:
+                await tx.delete_session(addr)
+            mid = await a.m.send_text(bob.jid, "two")
+            fail = await b.wait_for(Undecryptable, lambda e: e.id == mid)
+            assert fail.retry_count == 1 and not fail.gave_up
+            healed = await b.next_message("two")
+            assert healed.id == mid
+            await b.m.mark_handled(healed)
+            assert a.m.retries_answered >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def _exchange(a: Running, b: Running, to: Device, text: str) -> ReceivedMessage:
+    await a.m.send_text(to.jid, text)
+    return await b.next_message(text)
+
+
+@pytest.mark.parametrize("policy", ["accept", "refuse"])
+async def test_identity_change_policy(tmp_path: Path, policy: str) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd, identity_policy=policy) as a:
+            async with running(bob, chatd) as b:
+                await b.m.mark_handled(await _exchange(a, b, bob, "before"))
+            # bob reinstalls: a new identity key on the same device (same chat key: same login)
+            s = await open_store(bob.url)
+            await s.wipe()
+            await account.create_account(s, prekeys=0)
+            await s.aclose()
+            async with running(bob, chatd) as b:
+                await b.m.send_text(alice.jid, "after reinstall")
+                changed = await a.wait_for(IdentityChanged)
+                assert changed.jid.user == bob.jid.user and changed.accepted is (policy == "accept")
+                assert len(changed.safety_number.replace(" ", "")) == 60
+                if policy == "refuse":
+                    await trio.sleep(0.3)
+                    assert not [e for e in a.events if isinstance(e, ReceivedMessage) and e.text == "after reinstall"]
+                    await a.m.accept_identity(changed.jid)
+                got = await a.next_message("after reinstall")
+                await a.m.mark_handled(got)
+        nursery.cancel_scope.cancel()
+
+
+async def test_every_device_of_both_accounts_and_adv_fail_closed(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice, alice2 = await _new_device(tmp_path, "15550000001"), await _new_device(tmp_path, "15550000001", 1)
+    bob, bob1 = await _new_device(tmp_path, "15550000002"), await _new_device(tmp_path, "15550000002", 1)
+    rogue = await _new_device(tmp_path, "15550000002", 2)  # logs in as bob's device 2, never linked by bob
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(alice2, chatd) as a2, running(bob, chatd) as b, \
+                running(bob1, chatd) as b1, running(rogue, chatd) as r:
+            for primary, companion in ((a, a2), (b, b1)):
+                linked = await link_companion(primary.store, companion.store, key_index=1)
+                await primary.m.publish_key_index_list(linked.key_index_list)
+                await companion.m.publish_device_identity(linked.device_identity)
+            mid = await a.m.send_text(bob.jid, "to all of bob")
+            for dev in (b, b1):
+                got = await dev.next_message("to all of bob")
+                assert got.id == mid and got.sender == alice.jid
+                await dev.m.mark_handled(got)
+            copy = await a2.next_message("to all of bob")  # our own other device: a DeviceSentMessage
+            assert copy.chat == bob.jid.user_jid() and copy.content.destination == str(bob.jid.user_jid())
+            await a2.m.mark_handled(copy)
+            rejected = await a.wait_for(DeviceRejected, lambda e: e.jid == rogue.jid)
+            assert "ADV" in rejected.reason or "identity" in rejected.reason
+            await trio.sleep(0.3)
+            assert not [e for e in r.events if isinstance(e, ReceivedMessage)]  # never encrypted to it
+            # and what the unlinked device sends is not read either
+            await r.m.send_text(alice.jid, "from the rogue device")
+            await a.wait_for(DeviceRejected, lambda e: e.jid == rogue.jid and "cannot" not in e.reason
+                             and e is not rejected)
+            assert not [e for e in a.events if isinstance(e, ReceivedMessage) and e.text == "from the rogue device"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_image_and_a_group_of_three(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice, bob, carol = [await _new_device(tmp_path, u) for u in ("15550000001", "15550000002", "15550000003")]
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 400)
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        media_server = MediaServer(tmp_path / "media")
+        media_port = await nursery.start(media_server.serve, "127.0.0.1", 0)
+        async with MediaClient(upload_hosts=[f"http://127.0.0.1:{media_port}"]) as media, \
+                running(alice, chatd) as a, running(bob, chatd) as b, running(carol, chatd) as c:
+            mid = await a.m.send_image(bob.jid, image, media, caption="look")
+            got = await b.wait_for(ReceivedMessage, lambda e: e.id == mid)
+            assert got.content.image is not None and got.content.image.caption == "look"
+            await WaMessenger.download_image(got, tmp_path / "got.jpg", media)
+            assert (tmp_path / "got.jpg").read_bytes() == image.read_bytes()
+            await b.m.mark_handled(got)
+
+            group = await a.m.create_group("three", [bob.jid, carol.jid])
+            assert set(group.participants) >= {bob.jid.user_jid(), carol.jid.user_jid()}
+            gid = await a.m.send_group(group.group, "hello group")
+            for dev in (b, c):
+                msg = await dev.next_message("hello group")
+                assert msg.id == gid and msg.chat == group.group and msg.sender == alice.jid
+                await dev.m.mark_handled(msg)
+            second = await a.m.send_group(group.group, "again")  # the sender key is known now: skmsg only
+            for dev in (b, c):
+                msg = await dev.next_message("again")
+                assert msg.id == second
+                await dev.m.mark_handled(msg)
+            await b.m.send_group(group.group, "bob here")
+            for dev in (a, c):
+                msg = await dev.next_message("bob here")
+                assert msg.sender == bob.jid
+                await dev.m.mark_handled(msg)
+        nursery.cancel_scope.cancel()
+
+
+async def _handled(dev: Running, text: str) -> ReceivedMessage:
+    msg = await dev.next_message(text)
+    await dev.m.mark_handled(msg)
+    return msg
+
+
+async def test_prekeys_are_replenished_below_five_and_each_is_handed_out_once(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b:
+            assert chatd.server is not None and chatd.server.db is not None
+            db, user = chatd.server.db, str(bob.jid.user_jid())
+            assert db.unused_prekeys(user, 0) == 812
+            taken = set()
+            while db.unused_prekeys(user, 0) > 5:  # others fetched bundles meanwhile
+                got = db.take_bundle(user, 0, now=0.0)
+                assert got is not None and got[1] is not None
+                taken.add(got[1][0])
+            assert len(taken) == 807  # never the same one twice
+            async with running(alice, chatd) as a:
+                await a.m.send_text(bob.jid, "takes the fifth")  # 4 left: the server tells bob
+                await _handled(b, "takes the fifth")
+                with trio.fail_after(STEP):
+                    while b.m.prekey_uploads < 2:
+                        await trio.sleep(0.05)
+                assert db.unused_prekeys(user, 0) == 4 + 50
+                health = await b.m.health()
+                assert health.logged_in and health.server_prekeys == 54 and health.outbox_depth == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_message_not_handled_before_a_crash_comes_again_with_the_same_plaintext(tmp_path: Path) -> None:
+    # the one-time prekey the pkmsg used is gone after the first decryption: the redelivery is
+    # answered from the stored plaintext, never "invalid prekey id"
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a:
+            async with running(bob, chatd) as b:
+                mid = await a.m.send_text(bob.jid, "first contact")
+                first = await b.next_message("first contact")
+                assert not first.redelivered  # ... and bob "crashes" before handling it
+            async with running(bob, chatd) as b:
+                again = await b.next_message("first contact")
+                assert again.id == mid and again.redelivered
+                await b.m.mark_handled(again)
+            async with running(bob, chatd) as b:
+                await trio.sleep(0.5)
+                assert not [e for e in b.events if isinstance(e, ReceivedMessage)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_second_connection_of_a_device_replaces_the_first(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as first:
+            second_store = tmp_path / "copy.db"
+            copy = Device(bob.jid, f"sqlite:///{second_store}", bob.static)
+            s = await open_store(copy.url)
+            await account.create_account(s, prekeys=0)
+            await s.aclose()
+            async with running(copy, chatd):
+                with trio.fail_after(STEP):
+                    await first.m.client.wait_state(ClientState.CLOSED)  # no reconnect loop
+                assert isinstance(first.m.client.error, ConflictError)
+        nursery.cancel_scope.cancel()
+
+
+async def test_chatd_down_mid_conversation_loses_nothing(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(bob, chatd) as b:
+            await a.m.send_text(bob.jid, "before")
+            await _handled(b, "before")
+            await chatd.stop()
+            ids = [await a.m.send_text(bob.jid, f"while down {i}") for i in range(3)]  # committed, queued
+            assert await a.m.pending() == 3
+            await chatd.start(nursery)
+            for i, mid in enumerate(ids):
+                assert (await _handled(b, f"while down {i}")).id == mid
+            with trio.fail_after(STEP):
+                while await a.m.pending():
+                    await trio.sleep(0.05)
+            assert a.m.reconnects >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_lost_sender_key_is_healed_by_a_group_retry(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice, bob, carol = [await _new_device(tmp_path, u) for u in ("15550000001", "15550000002", "15550000003")]
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(bob, chatd) as b, running(carol, chatd) as c:
+            group = await a.m.create_group("g", [bob.jid, carol.jid])
+            await a.m.send_group(group.group, "one")
+            await _handled(b, "one")
+            await _handled(c, "one")
+            await GroupCipher(c.store).forget(str(group.group), alice.jid.signal_address())
+            mid = await a.m.send_group(group.group, "two")
+            fail = await c.wait_for(Undecryptable, lambda e: e.id == mid)
+            assert fail.retry_count == 1
+            healed = await _handled(c, "two")  # sent again pairwise, with a fresh sender key distribution
+            assert healed.chat == group.group
+            await _handled(b, "two")
+            await a.m.send_group(group.group, "three")  # and carol reads the skmsg again
+            await _handled(c, "three")
+        nursery.cancel_scope.cancel()

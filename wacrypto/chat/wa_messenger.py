@@ -1,0 +1,1116 @@
+"""A WhatsApp-style device over the chat connection: the stanzas of ``docs/chat-protocol.md``.
+
+:class:`WaMessenger` is one device (``me``, a device JID) of an account. It keeps its keys in a
+:class:`~wacrypto.store.protocols.KeyStore` and talks to a chatd through a
+:class:`~wacrypto.chat.ChatClient` whose handshake payload names the device. What it does:
+
+* **login and keys**: after ``<success>`` it checks how many one-time prekeys the server holds and
+  uploads 812 the first time, 50 whenever fewer than 5 are left (one upload at a time, also on an
+  ``encrypt`` count notification), rotating the signed prekey when it is older than
+  ``signed_prekey_max_age``.
+* **send** (:meth:`send_text`, :meth:`send_image`): the recipient's devices come from the server
+  (usync, cached in the store, refreshed from ``devices`` notifications and when the server's
+  participant hash differs); a session is built from a fetched bundle where there is none; a
+  companion device of another account is used only when its ADV identity verifies against the
+  account's key and key-index list (fail closed). The plaintext is encrypted for every device of the
+  recipient and for our own other devices (as a ``DeviceSentMessage``), and the whole stanza, the
+  ratchet steps and the plaintext (kept for retry receipts, purged after ``sent_retention``) commit
+  in one transaction before the id is returned. The stanza stays in the outbox until the server acks
+  it, and is sent again after every reconnection.
+* **receive**: each ``<enc>`` is decrypted exactly once (the plaintext stored with the ratchet step,
+  see :meth:`SessionCipher.decrypt_once`), handed out as a :class:`ReceivedMessage` from
+  :meth:`events`, and acknowledged (ack + delivery receipt) only after :meth:`mark_handled`. A
+  message that cannot be decrypted gets a retry receipt (with a fresh key bundle from the second on;
+  given up after 5, the count kept in the store across restarts).
+* **retry receipts received**: the stored plaintext is encrypted again for the device that asked,
+  on a session rebuilt from the receipt's keys or a fetched bundle when the rules say so.
+* **identity changes**: with ``identity_policy="accept"`` a changed identity key is trusted and a
+  :class:`IdentityChanged` event carries the new safety number; with ``"refuse"`` the messages of
+  that sender wait (unacknowledged, so the server keeps them) until :meth:`accept_identity`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, final
+
+import trio
+
+from wacrypto.address import Address
+from wacrypto.chat.client import ChatClient, ChatClientConfig, open_chat_client
+from wacrypto.chat.events import ClientState, StateChanged
+from wacrypto.chat.metrics import MessengerMetrics
+from wacrypto.errors import (
+    DuplicateMessageError,
+    InvalidArgumentError,
+    InvalidMessageError,
+    MissingStateError,
+    NetworkError,
+    NoSignedPreKeyError,
+    PeerError,
+    RevokedDeviceError,
+    InvalidSignatureError,
+    TransportError,
+    UntrustedIdentityError,
+)
+from wacrypto.media.blob import DecryptedMedia
+from wacrypto.media.client import MediaClient
+from wacrypto.media.keys import MediaType
+from wacrypto.primitives.keys import PublicKey, Rng, system_rng
+from wacrypto.session.account import generate_prekeys, local_identity, rotate_signed_prekey
+from wacrypto.session.cipher import PREKEY_TYPE, WHISPER_TYPE, SessionCipher, message_digest
+from wacrypto.session.cipher import ReceivedMessage as ExactlyOnce
+from wacrypto.session.groups import GroupCipher, sender_key_lock
+from wacrypto.wire.messages import PreKeySignalMessage, SenderKeyMessage
+from wacrypto.signal.fingerprint import create_fingerprint
+from wacrypto.signal.records import SignedPreKeyRecord
+from wacrypto.store.protocols import KeyStore, OutboxEntry, SentMessage, Transaction
+from wacrypto.transport.chat_connection import NodeReceived
+from wacrypto.whatsapp import message as wamsg
+from wacrypto.whatsapp.adv import (
+    DeviceIdentity,
+    KeyIndexList,
+    countersign_device_identity,
+    sign_device_identity,
+    sign_key_index_list,
+    verify_device_identity,
+    verify_key_index_list,
+)
+from wacrypto.whatsapp.devices import participant_hash
+from wacrypto.whatsapp.jid import Jid
+from wacrypto.whatsapp.prekeys import PrekeyUploader, prekeys_to_upload
+from wacrypto.whatsapp.retry import RetryKeys, RetryReceipt, ResendAction, decide_resend, next_retry
+from wacrypto.whatsapp.stanzas import (
+    SERVER,
+    DeviceBundle,
+    Enc,
+    EncType,
+    IncomingMessage,
+    OutgoingMessage,
+    PrekeyUpload,
+    Receipt,
+    SignedPreKey,
+    ack_for,
+    bundle_query,
+    parse_bundle_result,
+    parse_notification,
+    parse_prekey_count,
+    prekey_count_query,
+    EncryptCountNotification,
+    IdentityChangeNotification,
+    DevicesNotification,
+    DeviceIdentityUpload,
+    GroupCreate,
+    GroupInfo,
+    GroupMessage,
+    GroupQuery,
+    KeyIndexListUpload,
+    UsyncQuery,
+    parse_group_result,
+    parse_usync_result,
+)
+from wacrypto.wire.binary import Node, decode_node, encode_node
+
+__all__ = [
+    "DeviceRejected",
+    "IdentityChanged",
+    "IqError",
+    "LinkedDevice",
+    "ReceiptReceived",
+    "ReceivedMessage",
+    "Undecryptable",
+    "WaEvent",
+    "WaHealth",
+    "WaMessenger",
+    "link_companion",
+    "open_wa_messenger",
+]
+
+SENDER_KEY_TYPE: Final = 7  # the dedup digest's kind byte of a SenderKeyMessage
+STANZA_TYPE: Final = 0  # outbox rows of this messenger hold a whole encoded <message> stanza
+IQ_TIMEOUT: Final = 20.0
+SENT_RETENTION: Final = 7 * 86400.0  # seconds a sent plaintext is kept for retry receipts
+SIGNED_PREKEY_MAX_AGE: Final = 7 * 86400.0
+RETRY_KEEP: Final = 14 * 86400.0  # seconds a receiver's retry count is remembered
+_EVENTS_BUFFER: Final = 1024
+_META_REGISTERED: Final = "wa.registered"
+_META_DEVICES: Final = "wa.devices:"  # + user JID: JSON {"devices": [...], "kil": hex or null}
+_META_REBUILT: Final = "wa.rebuilt:"  # + address: when we last rebuilt that session for a retry
+_META_SKDM: Final = "wa.skdm:"  # + group: JSON list of the devices that have our sender key
+_META_RETRY_SEEN: Final = "wa.retry-seen:"  # + device/id: retry receipts received for it
+
+
+# --------------------------------------------------------------------------- events
+@final
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A decrypted message. Call :meth:`WaMessenger.mark_handled` once it is safe with you: only
+    then is it acknowledged (until then it is handed out again after a restart, never decrypted twice)."""
+
+    id: str
+    chat: Jid  # the sender's account, or the group
+    sender: Jid  # the device that sent it
+    content: wamsg.Content
+    timestamp: int
+    redelivered: bool = False
+    _digests: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    _node: Node | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def text(self) -> str | None:
+        return self.content.text
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ReceiptReceived:
+    ids: tuple[str, ...]
+    sender: Jid
+    type: str | None  # None: delivered
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class IdentityChanged:
+    """``jid``'s identity key changed ("security code changed"); ``safety_number`` is the new one.
+    ``accepted`` False: its messages wait until :meth:`WaMessenger.accept_identity`."""
+
+    jid: Jid
+    safety_number: str
+    accepted: bool
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Undecryptable:
+    """A message we could not decrypt; ``retry_count`` receipts asked for it again (``gave_up``: no more)."""
+
+    id: str
+    sender: Jid
+    error: str
+    retry_count: int
+    gave_up: bool
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class DeviceRejected:
+    """A device of another account was left out of a send: its ADV identity did not verify."""
+
+    jid: Jid
+    reason: str
+
+
+WaEvent = ReceivedMessage | ReceiptReceived | IdentityChanged | Undecryptable | DeviceRejected | StateChanged
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class WaHealth:
+    """What :meth:`WaMessenger.health` reports."""
+
+    state: str  # the chat connection: connected, connecting, waiting, closed...
+    logged_in: bool
+    outbox_depth: int  # sent messages the server has not acknowledged yet
+    oldest_outbox_age: float  # seconds since the oldest of them was committed (0 when empty)
+    in_flight: int
+    server_prekeys: int | None  # one-time prekeys the server holds for us (last check; None: not checked)
+    local_prekeys: int  # one-time prekeys in our store never handed out
+    retries_sent: int  # retry receipts we sent for messages we could not decrypt
+    retries_answered: int  # messages we encrypted again for a retry receipt
+    sent: int
+    acked: int
+    received: int
+    reconnects: int
+
+
+class IqError(NetworkError):
+    """The server answered an iq with an error (or not at all within the timeout)."""
+
+
+# --------------------------------------------------------------------------- the messenger
+@final
+class WaMessenger:
+    """One device of an account over ``client`` (see the module docstring). Start :meth:`run` in a
+    nursery (``await nursery.start(m.run)``); read :meth:`events`."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        client: ChatClient,
+        me: Jid,
+        *,
+        identity_policy: Literal["accept", "refuse"] = "accept",
+        sent_retention: float = SENT_RETENTION,
+        signed_prekey_max_age: float = SIGNED_PREKEY_MAX_AGE,
+        device_identity: bytes | None = None,
+        iq_timeout: float = IQ_TIMEOUT,
+        rng: Rng = system_rng,
+        clock: Callable[[], float] = time.time,
+        metrics: MessengerMetrics | None = None,
+    ) -> None:
+        if identity_policy not in ("accept", "refuse"):
+            raise InvalidArgumentError("identity_policy is 'accept' or 'refuse'")
+        if not me.has_devices or not me.user:
+            raise InvalidArgumentError("me must be a device JID of a user")
+        self.store = store
+        self.client = client
+        self.me = me
+        self.identity_policy = identity_policy
+        self.sent_retention = sent_retention
+        self.signed_prekey_max_age = signed_prekey_max_age
+        self.device_identity = device_identity
+        self.iq_timeout = iq_timeout
+        self.cipher = SessionCipher(store, rng=rng, clock=clock)
+        self._groups = GroupCipher(store, rng=rng)
+        self._rng = rng
+        self._clock = clock
+        self._iqs: dict[str, trio.MemorySendChannel[Node]] = {}
+        self._iq_n = 0
+        self._ev_send, self._ev_recv = trio.open_memory_channel[WaEvent](_EVENTS_BUFFER)
+        self._work_send, self._work_recv = trio.open_memory_channel[Node](_EVENTS_BUFFER)
+        self._logged_in = trio.Event()
+        self._flush_wake = trio.Event()
+        self._uploader = PrekeyUploader(registered=False)
+        self._inflight: set[str] = set()
+        self._held: dict[Jid, list[Node]] = {}  # refused identity: messages waiting per sender device
+        self._pending_identity: dict[Jid, bytes] = {}  # refused identity: the new key, until accepted
+        self._emitted: set[tuple[Jid, str]] = set()  # handed to the application, not handled yet
+        self.login_error: Node | None = None
+        self.login_problem: Exception | None = None  # why the last login's key check failed
+        self.sent = 0
+        self.acked = 0
+        self.received = 0
+        self.retries_sent = 0
+        self.retries_answered = 0
+        self.prekey_uploads = 0
+        self.reconnects = 0
+        self.server_prekeys: int | None = None  # one-time prekeys the server said it holds, last check
+        self.metrics = metrics
+        self._connections = 0
+        self._sent_at: dict[str, float] = {}  # handed to the connection: when (send -> ack latency)
+        self._received_at: dict[tuple[Jid, str], float] = {}  # handed to the application: when
+
+    def __repr__(self) -> str:
+        return f"WaMessenger(me={self.me}, sent={self.sent}, acked={self.acked}, received={self.received})"
+
+    # ------------------------------------------------------------------ public API
+    def events(self) -> trio.MemoryReceiveChannel[WaEvent]:
+        return self._ev_recv
+
+    def __aiter__(self) -> AsyncIterator[WaEvent]:
+        return self._ev_recv.__aiter__()
+
+    async def wait_logged_in(self) -> None:
+        await self._logged_in.wait()
+
+    async def send_text(self, to: Jid | str, text: str, *, message_id: str | None = None) -> str:
+        """Encrypt ``text`` for every device of ``to`` (and our own others), commit, return the id."""
+        return await self.send(to, wamsg.Content(text=text), message_id=message_id)
+
+    async def send(self, to: Jid | str, content: wamsg.Content, *, message_id: str | None = None) -> str:
+        chat = Jid.parse(to) if isinstance(to, str) else to
+        chat = chat.user_jid()
+        if chat.is_group:
+            raise InvalidArgumentError("group messages: use send_group")
+        mid = message_id or uuid.uuid4().hex[:20].upper()
+        targets = await self._targets(chat)
+        if not targets:
+            raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
+        own_copy = wamsg.Content(content.text, content.image, content.distribution, str(chat), None)
+        plain_theirs = wamsg.encode(content, rng=self._rng)
+        plain_own = wamsg.encode(own_copy, rng=self._rng)
+        addresses = [t.signal_address() for t in targets]
+        now = self._clock()
+        async with self.store.transaction(*addresses) as tx:
+            encs: list[tuple[Jid | None, Enc]] = []
+            pkmsg = False
+            for t, addr in zip(targets, addresses):
+                plain = plain_own if t.user == self.me.user and t.server == self.me.server else plain_theirs
+                ct = await self.cipher.encrypt_in(tx, addr, plain)
+                kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
+                pkmsg = pkmsg or kind == "pkmsg"
+                encs.append((t, Enc(kind, ct.body)))
+            node = OutgoingMessage(mid, str(chat), tuple(encs),
+                                   device_identity=self.device_identity if pkmsg and self.me.device else None).to_node()
+            await tx.outbox_put(OutboxEntry(mid, str(chat), STANZA_TYPE, encode_node(node), now))
+            await tx.sent_put(SentMessage(mid, str(chat), wamsg.encode(content, v=3), now))
+        self._flush_wake.set()
+        return mid
+
+    # ------------------------------------------------------------------ media
+    async def send_image(self, to: Jid | str, path: str | Path, media: MediaClient, *, caption: str = "",
+                         mimetype: str = "image/jpeg", message_id: str | None = None) -> str:
+        """Encrypt the image at ``path`` (WhatsApp's media scheme, a fresh media key), upload it to the
+        media endpoint of ``media``, then send its reference and keys like a text (to a group too)."""
+        enc, up = await media.upload(path, MediaType.IMAGE)
+        url = up.url or (up.host.rstrip("/") + (up.direct_path or ""))
+        ref = wamsg.ImageRef(url, up.direct_path or "", enc.media_key, enc.file_sha256, enc.file_enc_sha256,
+                             enc.file_length, mimetype, caption)
+        content = wamsg.Content(image=ref)
+        target = Jid.parse(to) if isinstance(to, str) else to
+        if target.is_group:
+            return await self.send_group(target, content, message_id=message_id)
+        return await self.send(target, content, message_id=message_id)
+
+    @staticmethod
+    async def download_image(msg: ReceivedMessage, dst: str | Path, media: MediaClient) -> DecryptedMedia:
+        """Download, verify and decrypt the image of ``msg`` into ``dst`` (which appears only once
+        every check passed)."""
+        ref = msg.content.image
+        if ref is None:
+            raise InvalidArgumentError("this message carries no image")
+        return await media.download([ref.url], dst, MediaType.IMAGE, ref.media_key,
+                                    file_enc_sha256=ref.file_enc_sha256, file_sha256=ref.file_sha256)
+
+    # ------------------------------------------------------------------ groups
+    async def create_group(self, subject: str, participants: Sequence[Jid]) -> GroupInfo:
+        """Create a group of us and ``participants`` (user JIDs) on the server."""
+        req = GroupCreate(subject, uuid.uuid4().hex[:16], tuple(p.user_jid() for p in participants))
+        return parse_group_result(await self._iq(req.to_node))
+
+    async def group_info(self, group: Jid) -> GroupInfo:
+        return parse_group_result(await self._iq(GroupQuery(group).to_node))
+
+    async def send_group(self, group: Jid, content: wamsg.Content | str, *, message_id: str | None = None) -> str:
+        """Encrypt once with our sender key for every participant device; devices that have not got
+        our sender key yet get it (a sender-key distribution message) in their pairwise session, in
+        the same stanza. Committed (ratchets, stanza, plaintext) before the id is returned."""
+        if isinstance(content, str):
+            content = wamsg.Content(text=content)
+        if not group.is_group:
+            raise InvalidArgumentError("send_group needs a group JID")
+        mid = message_id or uuid.uuid4().hex[:20].upper()
+        info = await self.group_info(group)
+        me_user = self.me.user_jid()
+        devices: list[Jid] = []
+        for user in info.participants:
+            if user == me_user:
+                continue
+            devices += await self._targets(user, include_own=False)
+        devices += await self._targets(me_user, include_own=False)
+        own = self.me.signal_address()
+        gid = str(group)
+        known = await self._skdm_sent(gid)
+        needs = [d for d in devices if str(d) not in known]
+        addresses = [d.signal_address() for d in needs]
+        now = self._clock()
+        async with self.store.transaction(sender_key_lock(gid, own), *addresses) as tx:
+            skdm = await self._groups.create_distribution_in(tx, gid, own)
+            dist = wamsg.encode(wamsg.Content(distribution=wamsg.SenderKeyDistribution(gid, skdm)), rng=self._rng)
+            encs: list[tuple[Jid, Enc]] = []
+            for d, addr in zip(needs, addresses):
+                ct = await self.cipher.encrypt_in(tx, addr, dist)
+                encs.append((d, Enc("pkmsg" if ct.type == PREKEY_TYPE else "msg", ct.body)))
+            body = await self._groups.encrypt_in(tx, gid, own, wamsg.encode(content, rng=self._rng))
+            node = GroupMessage(mid, group, tuple(encs), Enc("skmsg", body)).to_node()
+            await tx.outbox_put(OutboxEntry(mid, gid, STANZA_TYPE, encode_node(node), now))
+            await tx.sent_put(SentMessage(mid, gid, wamsg.encode(content, v=3), now))
+            await tx.set_meta(_META_SKDM + gid, json.dumps(sorted(known | {str(d) for d in needs})).encode())
+        self._flush_wake.set()
+        return mid
+
+    async def _skdm_sent(self, gid: str) -> set[str]:
+        async with self.store.transaction() as tx:
+            raw = await tx.get_meta(_META_SKDM + gid)
+        return set(json.loads(raw)) if raw else set()
+
+    # ------------------------------------------------------------------ companion devices (ADV)
+    async def publish_device_identity(self, signed: bytes) -> None:
+        """Register our ADV identity (signed by our primary, countersigned by us) with the server;
+        it is handed out with our bundles, and sent with our pkmsg."""
+        await self._iq(DeviceIdentityUpload(signed).to_node)
+        self.device_identity = signed
+
+    async def publish_key_index_list(self, signed: bytes) -> None:
+        """Primary only: the account's signed list of the companion key indexes it accepts."""
+        await self._iq(KeyIndexListUpload(signed).to_node)
+
+    async def mark_handled(self, msg: ReceivedMessage) -> None:
+        """``msg`` is safe with the application: forget its plaintext, acknowledge it, send the receipt."""
+        if msg._digests:
+            await self.cipher.mark_handled_many([(msg.sender.signal_address(), d) for d in msg._digests])
+        if msg._node is not None:
+            await self._send(ack_for(msg._node).to_node())
+            await self._send(Receipt((msg.id,), str(msg.sender)).to_node())
+        self._emitted.discard((msg.sender, msg.id))
+        self.received += 1
+        t0 = self._received_at.pop((msg.sender, msg.id), None)
+        if self.metrics is not None:
+            self.metrics.received.inc()
+            if t0 is not None:
+                self.metrics.handle_latency.observe(max(0.0, self._clock() - t0))
+
+    async def send_read(self, msg: ReceivedMessage) -> None:
+        await self._send(Receipt((msg.id,), str(msg.sender), type="read").to_node())
+
+    async def accept_identity(self, jid: Jid) -> None:
+        """Trust ``jid``'s new identity key (after the user compared the safety number); its held
+        messages are read now."""
+        pending = [n for dev, nodes in self._held.items() if dev.user_jid() == jid.user_jid() for n in nodes]
+        for dev in [d for d in self._held if d.user_jid() == jid.user_jid()]:
+            key = self._pending_identity.pop(dev, None)
+            if key is not None:
+                await self.cipher.trust_identity(dev.signal_address(), key)
+            del self._held[dev]
+        for n in pending:
+            await self._work_send.send(n)
+
+    async def safety_number(self, jid: Jid) -> str:
+        """The safety number with ``jid``'s account (its primary's identity key as we know it)."""
+        key = await self.cipher.remote_identity(jid.user_jid().signal_address())
+        if key is None:
+            raise InvalidArgumentError(f"no identity key known for {jid.user_jid()}")
+        return await self._safety_number(jid, key)
+
+    async def _safety_number(self, jid: Jid, remote_key: bytes) -> str:
+        async with self.store.transaction() as tx:
+            pair, _ = await local_identity(tx)
+        fp = create_fingerprint(self.me.user, pair.public.to_bytes(), jid.user, remote_key)
+        return " ".join(fp.display_groups())
+
+    async def pending(self) -> int:
+        async with self.store.transaction() as tx:
+            return await tx.count_outbox()
+
+    async def health(self) -> WaHealth:
+        """Connection state, outbox depth and oldest age, prekeys left, retry counts (also the
+        ``wacrypto_outbox_depth`` gauge)."""
+        async with self.store.transaction() as tx:
+            depth = await tx.count_outbox()
+            oldest = await tx.outbox_list(limit=1)
+            local = await tx.count_available_prekeys()
+        age = max(0.0, self._clock() - oldest[0].created_at) if oldest else 0.0
+        if self.metrics is not None:
+            self.metrics.outbox_depth.set(depth)
+        return WaHealth(self.client.state.name.lower(), self._logged_in.is_set(), depth, age, len(self._inflight),
+                        self.server_prekeys, local, self.retries_sent, self.retries_answered, self.sent, self.acked,
+                        self.received, self.reconnects)
+
+    # ------------------------------------------------------------------ stanzas out, iqs
+    async def _send(self, node: Node) -> None:
+        await self.client.send_node(node)
+
+    def _next_id(self) -> str:
+        self._iq_n += 1
+        return f"wa.{self._iq_n}"
+
+    async def _iq(self, build: Callable[[str], Node]) -> Node:
+        iq_id = self._next_id()
+        send, recv = trio.open_memory_channel[Node](1)
+        self._iqs[iq_id] = send
+        try:
+            await self._send(build(iq_id))
+            with trio.move_on_after(self.iq_timeout):
+                result = await recv.receive()
+                if result.attrs.get("type") == "error":
+                    err = result.child("error")
+                    raise IqError(f"iq {result.attrs.get('xmlns', '')} failed: "
+                                  f"{'' if err is None else err.attrs.get('code', '')}")
+                return result
+            raise IqError(f"no answer to an iq within {self.iq_timeout:g} s")
+        finally:
+            self._iqs.pop(iq_id, None)
+
+    # ------------------------------------------------------------------ devices and sessions
+    async def _device_list(self, user: Jid, *, refresh: bool = False) -> tuple[list[int], bytes | None]:
+        key = _META_DEVICES + str(user)
+        if not refresh:
+            async with self.store.transaction() as tx:
+                raw = await tx.get_meta(key)
+            if raw is not None:
+                d = json.loads(raw)
+                return list(d["devices"]), None if d["kil"] is None else bytes.fromhex(d["kil"])
+        result = await self._iq(UsyncQuery((user,)).to_node)
+        found = [u for u in parse_usync_result(result) if u.user == user]
+        devices = sorted({d for d, _ in found[0].devices}) if found else []
+        kil = found[0].key_index_list if found else None
+        async with self.store.transaction() as tx:
+            await tx.set_meta(key, json.dumps({"devices": devices, "kil": None if kil is None else kil.hex()}).encode())
+        return devices, kil
+
+    async def _forget_devices(self, user: Jid) -> None:
+        async with self.store.transaction() as tx:
+            await tx.set_meta(_META_DEVICES + str(user), json.dumps({"devices": [], "kil": None}).encode())
+        await self._device_list(user, refresh=True)
+
+    async def _targets(self, chat: Jid, *, include_own: bool = True) -> list[Jid]:
+        """Every device to encrypt for: the recipient's (verified) and our own others, sessions ready."""
+        theirs, kil = await self._device_list(chat)
+        targets = [chat.with_device(d) for d in theirs]
+        if include_own and chat != self.me.user_jid():
+            mine, _ = await self._device_list(self.me.user_jid())
+            targets += [self.me.with_device(d) for d in mine if d != self.me.device]
+        if chat == self.me.user_jid():
+            targets = [t for t in targets if t.device != self.me.device]
+        missing = [t for t in targets if not await self.cipher.has_session(t.signal_address())]
+        if missing:
+            result = await self._iq(lambda i: bundle_query(i, missing))
+            bundles = {b.jid: b for b in parse_bundle_result(result)}
+            for t in missing:
+                b = bundles.get(t)
+                if b is None:
+                    targets.remove(t)
+                    continue
+                if not await self._accept_bundle(t, b, kil):
+                    targets.remove(t)
+        return targets
+
+    async def _accept_bundle(self, jid: Jid, b: DeviceBundle, kil: bytes | None) -> bool:
+        """Start a session from ``b`` if the device passes the checks; False: leave it out."""
+        addr = jid.signal_address()
+        if jid.device != 0 and jid.user != self.me.user:
+            reason = await self._adv_reason(jid, b.bundle.identity_key, b.device_identity, kil)
+            if reason is not None:
+                await self._emit(DeviceRejected(jid, reason))
+                return False
+        try:
+            await self.cipher.process_bundle(addr, b.bundle)
+        except UntrustedIdentityError:
+            if not await self._identity_changed(jid, b.bundle.identity_key):
+                return False
+            await self.cipher.process_bundle(addr, b.bundle)
+        except (InvalidSignatureError, PeerError) as exc:
+            await self._emit(DeviceRejected(jid, f"bundle refused: {type(exc).__name__}"))
+            return False
+        return True
+
+    async def _adv_reason(self, jid: Jid, identity_key: bytes, device_identity: bytes | None,
+                          kil: bytes | None) -> str | None:
+        """Why the companion ``jid`` (identity key ``identity_key``, 33 bytes) must not be used
+        (None: its ADV identity verifies against its account's key and key-index list)."""
+        if device_identity is None:
+            return "no ADV device identity"
+        if kil is None:
+            return "the account has no signed key-index list"
+        account = await self.cipher.remote_identity(jid.user_jid().signal_address())
+        if account is None:
+            primary = jid.user_jid()
+            await self._targets_primary(primary)
+            account = await self.cipher.remote_identity(primary.signal_address())
+        if account is None:
+            return "the account's primary identity is unknown"
+        try:
+            acct = PublicKey.from_bytes(account)
+            lst: KeyIndexList = verify_key_index_list(kil, acct)
+            verify_device_identity(device_identity, device_identity=PublicKey.from_bytes(identity_key),
+                                   account_identity=acct, key_index_list=lst)
+        except RevokedDeviceError as exc:
+            return f"revoked: {exc}"
+        except (InvalidSignatureError, PeerError, InvalidArgumentError) as exc:
+            return f"ADV check failed: {exc}"
+        return None
+
+    async def _adv_reason_incoming(self, device: Jid, msg: IncomingMessage) -> str | None:
+        """Why a pkmsg from another account's companion ``device`` must not start a session (None: it
+        proves, with its ADV identity, that the account's primary linked it)."""
+        if await self.cipher.has_session(device.signal_address()):
+            return None  # proven when the session was made
+        pk = next(e for e in msg.encs if e.type == "pkmsg")
+        try:
+            identity = SessionCipher.parse(PREKEY_TYPE, pk.ciphertext)
+            assert isinstance(identity, PreKeySignalMessage)
+            _, kil = await self._device_list(device.user_jid(), refresh=True)
+        except (PeerError, IqError) as exc:
+            return f"cannot check: {type(exc).__name__}"
+        return await self._adv_reason(device, identity.identity_key, msg.device_identity, kil)
+
+    async def _targets_primary(self, primary: Jid) -> None:
+        if await self.cipher.has_session(primary.signal_address()):
+            return
+        result = await self._iq(lambda i: bundle_query(i, [primary]))
+        for b in parse_bundle_result(result):
+            if b.jid == primary:
+                await self._accept_bundle(primary, b, None)
+
+    async def _identity_changed(self, jid: Jid, new_key: bytes) -> bool:
+        """Apply the identity policy to ``jid``'s new key; True when it is trusted now."""
+        number = await self._safety_number(jid, new_key)
+        if self.identity_policy == "accept":
+            await self.cipher.trust_identity(jid.signal_address(), new_key)
+            await self._emit(IdentityChanged(jid, number, True))
+            return True
+        self._pending_identity[jid] = new_key
+        await self._emit(IdentityChanged(jid, number, False))
+        return False
+
+    # ------------------------------------------------------------------ prekeys
+    async def _keys_upload(self, count: int) -> None:
+        recs = await generate_prekeys(self.store, count, rng=self._rng) if count else []
+        async with self.store.transaction() as tx:
+            pair, reg = await local_identity(tx)
+            spk = await _current_signed(tx)
+        node = PrekeyUpload(reg, pair.public.u, tuple((r.id, r.key_pair.public.u) for r in recs),
+                            SignedPreKey(spk.id, spk.key_pair.public.u, spk.signature))
+        await self._iq(node.to_node)
+        self.prekey_uploads += 1
+
+    async def _check_prekeys(self) -> None:
+        """The prekey rules on login and on an encrypt-count notification: 812 at first, 50 when the
+        server holds fewer than 5, one upload at a time; a signed prekey older than
+        ``signed_prekey_max_age`` is rotated and uploaded."""
+        async with self.store.transaction() as tx:
+            registered = await tx.get_meta(_META_REGISTERED) is not None
+            spk = await _current_signed(tx)
+        self._uploader.registered = self._uploader.registered or registered
+        rotate = registered and self._clock() - spk.timestamp / 1000 > self.signed_prekey_max_age
+        if rotate:
+            await rotate_signed_prekey(self.store, rng=self._rng, clock=self._clock)
+        while True:
+            server_count = parse_prekey_count(await self._iq(prekey_count_query)) if registered else 0
+            self.server_prekeys = server_count
+            n = self._uploader.begin(server_count)
+            if not n and not rotate:
+                return
+            ok = False
+            try:
+                await self._keys_upload(n)
+                ok = True
+                rotate = False
+                self.server_prekeys = (self.server_prekeys or 0) + n
+                if not registered:
+                    async with self.store.transaction() as tx:
+                        await tx.set_meta(_META_REGISTERED, b"1")
+                    registered = True
+            finally:
+                again = self._uploader.done(ok) if n else False
+            if not again:
+                return
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read the connection's events until it closes."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._worker)
+            nursery.start_soon(self._flusher)
+            task_status.started()
+            async for ev in self.client.events():
+                if isinstance(ev, StateChanged):
+                    if ev.state is ClientState.CONNECTED:
+                        self._connections += 1
+                        if self._connections > 1:
+                            self.reconnects += 1
+                            if self.metrics is not None:
+                                self.metrics.reconnects.inc()
+                    if ev.state is not ClientState.CONNECTED:
+                        if self._logged_in.is_set():  # (an unset one may have waiters: keep it)
+                            self._logged_in = trio.Event()
+                        self._inflight.clear()
+                    await self._emit(ev)
+                    continue
+                if not isinstance(ev, NodeReceived):
+                    continue
+                node = ev.node
+                if node.tag == "iq" and node.attrs.get("type") in ("result", "error"):
+                    waiter = self._iqs.get(node.attrs.get("id", ""))
+                    if waiter is not None:
+                        waiter.send_nowait(node)
+                    continue
+                if node.tag == "success":
+                    nursery.start_soon(self._on_login)
+                    continue
+                if node.tag == "failure":
+                    self.login_error = node
+                    await self._emit(StateChanged(ClientState.CLOSED))
+                    break
+                if node.tag == "ack" and node.attrs.get("class") == "message":
+                    nursery.start_soon(self._on_ack, node)
+                    continue
+                await self._work_send.send(node)
+            nursery.cancel_scope.cancel()
+
+    async def _on_login(self) -> None:
+        try:
+            await self._check_prekeys()
+        except (IqError, TransportError) as exc:
+            self.login_problem = exc  # the next login tries again
+            return
+        self._logged_in.set()
+        self._flush_wake.set()
+        await self._prune_sent()
+
+    async def _prune_sent(self) -> None:
+        async with self.store.transaction() as tx:
+            await tx.sent_prune(self._clock() - self.sent_retention)
+            await tx.retry_prune(self._clock() - RETRY_KEEP)
+
+    async def _flusher(self) -> None:
+        """Send the outbox (oldest first) after each login and each new send."""
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake = trio.Event()
+            if not self._logged_in.is_set():
+                continue
+            async with self.store.transaction() as tx:
+                rows = await tx.outbox_list(limit=1000)
+            try:
+                for row in rows:
+                    if row.msg_type != STANZA_TYPE or row.message_id in self._inflight:
+                        continue
+                    self._inflight.add(row.message_id)
+                    await self._send(decode_node(row.body))
+                    self.sent += 1
+                    self._sent_at.setdefault(row.message_id, self._clock())
+                    if self.metrics is not None:
+                        self.metrics.sent.inc()
+            except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
+                continue
+            if len(rows) == 1000:
+                self._flush_wake.set()
+
+    async def _on_ack(self, node: Node) -> None:
+        mid = node.attrs.get("id", "")
+        if node.attrs.get("error") is not None:
+            self._inflight.discard(mid)  # nacked: stays in the outbox, sent again on the next login
+            return
+        async with self.store.transaction() as tx:
+            removed = await tx.outbox_remove(mid)
+        self._inflight.discard(mid)
+        sent_at = self._sent_at.pop(mid, None)
+        if removed:
+            self.acked += 1
+            if self.metrics is not None:
+                self.metrics.acked.inc()
+                if sent_at is not None:
+                    self.metrics.send_latency.observe(max(0.0, self._clock() - sent_at))
+        phash = node.attrs.get("phash")
+        to = node.attrs.get("from")
+        if phash and to:
+            try:
+                chat = Jid.parse(to).user_jid()
+                theirs, _ = await self._device_list(chat)
+                mine, _ = await self._device_list(self.me.user_jid())
+                ours = participant_hash([chat.with_device(d) for d in theirs] + [self.me.with_device(d) for d in mine])
+                if ours != phash:
+                    await self._device_list(chat, refresh=True)
+                    await self._device_list(self.me.user_jid(), refresh=True)
+            except (PeerError, IqError, TransportError):
+                pass
+
+    async def _emit(self, ev: WaEvent) -> None:
+        await self._ev_send.send(ev)
+
+    async def _worker(self) -> None:
+        """Handle delivered stanzas in order (may wait for iqs: the reader keeps reading)."""
+        async for node in self._work_recv:
+            try:
+                await self._handle(node)
+            except (IqError, TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
+                continue  # not acked: the server delivers it again after the next login
+
+    async def _handle(self, node: Node) -> None:
+        tag = node.tag
+        if tag == "message":
+            await self._on_message(node)
+        elif tag == "receipt":
+            await self._on_receipt(node)
+        elif tag == "notification":
+            await self._on_notification(node)
+        elif tag == "iq" and node.attrs.get("type") == "get":
+            await self._send(Node("iq", {"id": node.attrs.get("id", ""), "type": "result", "to": SERVER}))
+        elif "id" in node.attrs and "from" in node.attrs and tag not in ("ack", "stream:error"):
+            await self._send(ack_for(node).to_node())
+
+    # ------------------------------------------------------------------ receiving messages
+    async def _on_message(self, node: Node) -> None:
+        try:
+            msg = IncomingMessage.from_node(node)
+            device = msg.sending_device
+            addr = device.signal_address()
+        except PeerError:
+            await self._send(_nack(node, 487))
+            return
+        if device in self._held:
+            self._held[device].append(node)
+            return
+        if device.device != 0 and device.user != self.me.user and any(e.type == "pkmsg" for e in msg.encs):
+            reason = await self._adv_reason_incoming(device, msg)
+            if reason is not None:  # fail closed: an unproven companion of another account is not read
+                await self._emit(DeviceRejected(device, reason))
+                await self._send(ack_for(node).to_node())
+                return
+        digests: list[bytes] = []
+        content: wamsg.Content | None = None
+        redelivered = False
+        group = Jid.parse(msg.sender) if msg.participant is not None else None
+        for enc in sorted(msg.encs, key=lambda e: e.type == "skmsg"):  # the distribution first
+            if enc.type == "skmsg":
+                if group is None:
+                    await self._send(_nack(node, 487))
+                    return
+                try:
+                    got = await self._group_decrypt_once(str(group), addr, enc.ciphertext)
+                except DuplicateMessageError:
+                    await self._send(ack_for(node).to_node())
+                    return
+                except (PeerError, MissingStateError) as exc:
+                    await self._undecryptable(msg, node, exc)
+                    return
+                try:
+                    content = wamsg.decode(got.plaintext, v=enc.v)
+                except PeerError as exc:
+                    await self.cipher.mark_handled(addr, got.digest)
+                    await self._undecryptable(msg, node, exc, retry=False)
+                    return
+                digests.append(got.digest)
+                redelivered = redelivered or got.redelivered
+                continue
+            msg_type = PREKEY_TYPE if enc.type == "pkmsg" else WHISPER_TYPE
+            try:
+                got = await self.cipher.decrypt_once(addr, msg_type, enc.ciphertext)
+            except DuplicateMessageError:
+                await self._send(ack_for(node).to_node())
+                return
+            except UntrustedIdentityError as exc:
+                key = getattr(exc, "identity_key", None)
+                if isinstance(key, bytes) and await self._identity_changed(device, key):
+                    await self._on_message(node)  # trusted now: read it
+                else:
+                    self._held.setdefault(device, []).append(node)
+                return
+            except (PeerError, MissingStateError) as exc:
+                await self._undecryptable(msg, node, exc)
+                return
+            try:
+                content = wamsg.decode(got.plaintext, v=enc.v)
+            except PeerError as exc:
+                await self.cipher.mark_handled(addr, got.digest)
+                await self._undecryptable(msg, node, exc, retry=False)
+                return
+            digests.append(got.digest)
+            redelivered = redelivered or got.redelivered
+            if content.distribution is not None and group is not None and content.distribution.group_id == str(group):
+                try:
+                    await self._groups.process_distribution(str(group), addr, content.distribution.distribution)
+                except PeerError:
+                    pass  # a bad distribution: the skmsg below fails and asks again
+        if content is None:
+            await self._send(ack_for(node).to_node())
+            return
+        async with self.store.transaction() as tx:
+            await tx.retry_count_clear(msg.id, str(device))
+        if (device, msg.id) in self._emitted:
+            return  # pushed again before the application handled it: it already has it
+        self._emitted.add((device, msg.id))
+        self._received_at[(device, msg.id)] = self._clock()
+        if group is not None:
+            chat = group
+        else:
+            chat = Jid.parse(content.destination) if content.destination else device.user_jid()
+        await self._emit(ReceivedMessage(msg.id, chat, device, content, msg.timestamp, redelivered,
+                                         tuple(digests), node))
+
+    async def _group_decrypt_once(self, gid: str, sender: Address, body: bytes) -> ExactlyOnce:
+        """The skmsg decrypted exactly once, as :meth:`SessionCipher.decrypt_once` does for pairwise ones."""
+        digest = message_digest(sender, SENDER_KEY_TYPE, body)
+        message = SenderKeyMessage.from_bytes(body)
+        async with self.store.transaction(sender_key_lock(gid, sender)) as tx:
+            seen = await tx.get_received(digest)
+            if seen is not None:
+                if seen[1]:
+                    raise DuplicateMessageError("group message already received and handled")
+                return ExactlyOnce(digest, seen[0], True)
+            pt = await self._groups.decrypt_in(tx, gid, sender, message)
+            await tx.put_received(digest, pt, self._clock())
+            return ExactlyOnce(digest, pt, False)
+
+    async def _undecryptable(self, msg: IncomingMessage, node: Node, exc: BaseException, *, retry: bool = True) -> None:
+        device = msg.sending_device
+        count = 0
+        receipt = None
+        if retry:
+            async with self.store.transaction() as tx:
+                count = await tx.retry_count_bump(msg.id, str(device), self._clock())
+                _, reg = await local_identity(tx)
+            keys = await self._retry_keys() if count >= 2 else None
+            # the sender finds the plaintext by chat: the group, or (our own device's copy) the recipient
+            chat = msg.sender if msg.participant is not None else msg.recipient
+            receipt = next_retry(count - 1, message_id=msg.id, chat=str(device), timestamp=str(msg.timestamp),
+                                 registration_id=reg, keys=keys, recipient=chat)
+        if receipt is not None:
+            await self._send(receipt.to_node())
+            self.retries_sent += 1
+            if self.metrics is not None:
+                self.metrics.retry_receipts.labels(direction="sent").inc()
+        await self._send(ack_for(node).to_node())
+        if self.metrics is not None:
+            self.metrics.decrypt_failures.labels(kind=type(exc).__name__, final=str(receipt is None).lower()).inc()
+        await self._emit(Undecryptable(msg.id, device, type(exc).__name__, count, receipt is None))
+
+    async def _retry_keys(self) -> RetryKeys:
+        (rec,) = await generate_prekeys(self.store, 1, rng=self._rng)
+        async with self.store.transaction() as tx:
+            pair, _ = await local_identity(tx)
+            spk = await _current_signed(tx)
+        return RetryKeys(pair.public.u, spk.id, spk.key_pair.public.u, spk.signature,
+                         rec.id, rec.key_pair.public.u, self.device_identity)
+
+    # ------------------------------------------------------------------ receipts
+    async def _on_receipt(self, node: Node) -> None:
+        await self._send(ack_for(node).to_node())
+        try:
+            if node.attrs.get("type") == "retry":
+                await self._on_retry(RetryReceipt.from_node(node), Jid.parse(node.attrs.get("from", "")))
+                return
+            r = Receipt.from_node(node)
+            await self._emit(ReceiptReceived(r.ids, Jid.parse(r.chat), r.type))
+        except PeerError:
+            return
+
+    async def _on_retry(self, receipt: RetryReceipt, device: Jid) -> None:
+        if self.metrics is not None:
+            self.metrics.retry_receipts.labels(direction="received").inc()
+        named = Jid.parse(receipt.recipient) if receipt.recipient else None
+        group = named if named is not None and named.is_group else None
+        if group is not None:
+            chat = str(group)
+        elif named is not None and device.user == self.me.user:
+            chat = str(named.user_jid())  # our own other device asks about a 1:1 we sent to ``named``
+        else:
+            chat = str(device.user_jid())
+        async with self.store.transaction() as tx:
+            sent = await tx.sent_get(receipt.message_id, chat)
+            seen_key = f"{_META_RETRY_SEEN}{device}/{receipt.message_id}"
+            seen_raw = await tx.get_meta(seen_key)
+            seen = int(seen_raw) if seen_raw else 0
+            await tx.set_meta(seen_key, str(seen + 1).encode())
+            rebuilt_raw = await tx.get_meta(_META_REBUILT + str(device))
+        if sent is None:
+            return  # not ours, or purged: nothing to re-encrypt
+        addr = device.signal_address()
+        has = await self.cipher.has_session(addr)
+        decision = decide_resend(receipt, has_session=has, session_registration_id=None,
+                                 last_rebuild_at=None if rebuilt_raw is None else float(rebuilt_raw),
+                                 now=self._clock(), requests_seen=seen, is_group=group is not None)
+        if decision.action is ResendAction.IGNORE:
+            return
+        kil = None if device.device == 0 else (await self._device_list(device.user_jid()))[1]
+        if decision.action is ResendAction.REBUILD_FROM_KEYS and receipt.keys is not None:
+            async with self.store.transaction(addr) as tx:
+                await tx.delete_session(addr)
+            bundle = DeviceBundle(device, receipt.keys.bundle(receipt.registration_id, device.device),
+                                  receipt.keys.device_identity)
+            if not await self._accept_bundle(device, bundle, kil):
+                return
+        elif decision.action is ResendAction.REBUILD_FETCH:
+            async with self.store.transaction(addr) as tx:
+                await tx.delete_session(addr)
+            result = await self._iq(lambda i: bundle_query(i, [device]))
+            bundles = [b for b in parse_bundle_result(result) if b.jid == device]
+            if not bundles or not await self._accept_bundle(device, bundles[0], kil):
+                return
+        if decision.action is not ResendAction.RESEND:
+            async with self.store.transaction() as tx:
+                await tx.set_meta(_META_REBUILT + str(device), str(self._clock()).encode())
+        content = wamsg.decode(sent.plaintext, v=3)
+        if group is not None and decision.resend_sender_key:  # a fresh copy of our sender key with it
+            own = self.me.signal_address()
+            skdm = await self._groups.create_distribution(str(group), own)
+            content = wamsg.Content(content.text, content.image, wamsg.SenderKeyDistribution(str(group), skdm))
+        elif device.user == self.me.user and group is None:
+            content = wamsg.Content(content.text, content.image, content.distribution, sent.chat, None)
+        ct = await self.cipher.encrypt(addr, wamsg.encode(content, rng=self._rng))
+        kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
+        enc = Enc(kind, ct.body, count=receipt.count)
+        identity = self.device_identity if kind == "pkmsg" and self.me.device else None
+        if group is not None:
+            node = GroupMessage(receipt.message_id, group, ((device, enc),), device_identity=identity).to_node()
+        else:
+            node = OutgoingMessage(receipt.message_id, sent.chat, ((device, enc),), device_identity=identity).to_node()
+        await self._send(node)
+        self.retries_answered += 1
+
+    # ------------------------------------------------------------------ notifications
+    async def _on_notification(self, node: Node) -> None:
+        try:
+            note = parse_notification(node)
+        except PeerError:
+            note = None
+        if isinstance(note, EncryptCountNotification):
+            try:
+                await self._check_prekeys()
+            except IqError:
+                pass
+        elif isinstance(note, IdentityChangeNotification):
+            user = note.jid.user_jid()
+            devices, _ = await self._device_list(user)
+            for d in devices:  # the sessions are useless now; the next send fetches new bundles
+                a = user.with_device(d).signal_address()
+                async with self.store.transaction(a) as tx:
+                    await tx.delete_session(a)
+        elif isinstance(note, DevicesNotification):
+            await self._device_list(note.jid.user_jid(), refresh=True)
+        await self._send(ack_for(node).to_node())
+
+
+def _nack(node: Node, code: int) -> Node:
+    attrs = {"id": node.attrs.get("id", "-"), "class": node.tag, "error": str(code)}
+    if "from" in node.attrs:
+        attrs["to"] = node.attrs["from"]
+    return Node("ack", attrs)
+
+
+async def _current_signed(tx: Transaction) -> SignedPreKeyRecord:
+    """The newest signed prekey (the one bundles and uploads carry)."""
+    recs = []
+    for i in await tx.list_signed_prekeys():
+        raw = await tx.load_signed_prekey(i)
+        if raw is not None:
+            recs.append(SignedPreKeyRecord.from_bytes(raw, trusted=True))
+    if not recs:
+        raise NoSignedPreKeyError("the account has no signed prekey (create_account first)")
+    return max(recs, key=lambda r: r.timestamp)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LinkedDevice:
+    """What linking a companion produces: its ADV identity (for the companion to publish with
+    :meth:`WaMessenger.publish_device_identity`) and the account's new signed key-index list (for
+    the primary, :meth:`WaMessenger.publish_key_index_list`)."""
+
+    device_identity: bytes
+    key_index_list: bytes
+    key_indexes: KeyIndexList
+
+
+async def link_companion(primary: KeyStore, companion: KeyStore, key_index: int, *,
+                         previous: KeyIndexList | None = None, raw_id: int = 1,
+                         rng: Rng = system_rng, clock: Callable[[], float] = time.time) -> LinkedDevice:
+    """Pair a companion device with its account's primary (both stores on hand, as after a QR scan):
+    the primary signs the companion's identity key with ``key_index``, the companion countersigns,
+    and the primary signs the list of indexes it accepts (``previous``'s plus this one)."""
+    async with primary.transaction() as tx:
+        account_pair, _ = await local_identity(tx)
+    async with companion.transaction() as tx:
+        device_pair, _ = await local_identity(tx)
+    now = int(clock())
+    rid = previous.raw_id if previous is not None else raw_id
+    signed = sign_device_identity(account_pair, device_pair.public, DeviceIdentity(rid, now, key_index), rng)
+    identity = countersign_device_identity(device_pair, signed, rng)
+    valid = (previous.valid_indexes if previous is not None else frozenset()) | {key_index}
+    lst = KeyIndexList(rid, now, max(valid), frozenset(valid))
+    return LinkedDevice(identity, sign_key_index_list(account_pair, lst, rng), lst)
+
+
+@asynccontextmanager
+async def open_wa_messenger(store: KeyStore, config: ChatClientConfig, me: Jid, **kwargs: object) -> AsyncIterator[WaMessenger]:
+    """Open the chat connection of ``config`` (its payload naming ``me``) and run a messenger on it."""
+    from wacrypto.transport.messages import ClientPayload
+
+    p = config.client_payload
+    payload = ClientPayload(p.version, p.user_agent, me.user, me.server, me.device)
+    import dataclasses
+
+    cfg = dataclasses.replace(config, client_payload=payload)
+    async with open_chat_client(cfg) as client, trio.open_nursery() as nursery:
+        m = WaMessenger(store, client, me, **kwargs)  # type: ignore[arg-type]
+        await nursery.start(m.run)
+        yield m
+        nursery.cancel_scope.cancel()
