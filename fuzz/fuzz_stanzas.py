@@ -43,7 +43,7 @@ ROUND_TRIP: list[tuple[Callable[[Node], Any], Callable[[Any], Node | None]]] = [
     (s.IqError.from_node, _plain), (s.Success.from_node, _plain), (s.Failure.from_node, _plain),
     (s.StreamError.from_node, _plain), (s.UsyncQuery.from_node, _iq), (s.DeviceIdentityUpload.from_node, _iq),
     (s.KeyIndexListUpload.from_node, _iq), (s.GroupCreate.from_node, _iq), (s.GroupQuery.from_node, _iq),
-    (s.GroupInfo.from_node, _plain), (s.GroupMessage.from_node, _plain),
+    (s.GroupInfo.from_node, _plain), (s.GroupMessage.from_node, _plain), (s.KeyDigest.from_node, _plain),
     (s.parse_notification, lambda v: None if v is None else _notification(v)),
     (s.parse_usync_result, lambda v: s.usync_result("q1", "1@lid", v)),
     (s.parse_bundle_query, lambda v: s.bundle_query("q1", v)),
@@ -51,6 +51,7 @@ ROUND_TRIP: list[tuple[Callable[[Node], Any], Callable[[Any], Node | None]]] = [
 OTHER = [s.parse_prekey_count, s.parse_bundle_result, s.missing_bundles, s.parse_group_result, s.is_ping]
 G = Jid.parse("1-2@g.us")
 SEEDS = [
+    encode_node(s.KeyDigest(7, b"\x01" * 32, s.SignedPreKey(1, b"\x02" * 32, b"\x03" * 64), (1, 2, 3), bytes(20)).to_node()),
     encode_node(Node("message", {"id": "m", "from": "1@lid", "t": "5", "type": "text"}, (Node("enc", {"v": "2", "type": "msg"}, b"ct"),))),
     encode_node(Node("receipt", {"id": "a", "from": "1@s.whatsapp.net", "type": "read"}, (Node("list", {}, (Node("item", {"id": "b"}),)),))),
     encode_node(Node("notification", {"type": "devices", "from": "1@lid"}, (Node("add", {}, (Node("device", {"jid": "1:2@lid"}),)),))),

@@ -429,3 +429,33 @@ async def test_a_lost_sender_key_is_healed_by_a_group_retry(tmp_path: Path) -> N
             await a.m.send_group(group.group, "three")  # and carol reads the skmsg again
             await _handled(c, "three")
         nursery.cancel_scope.cancel()
+
+
+async def test_the_key_digest_finds_keys_garbled_on_the_server_and_reuploads(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b:
+            with trio.fail_after(STEP):
+                while b.m.prekey_uploads < 1:
+                    await trio.sleep(0.05)
+        async with running(bob, chatd) as b:  # a plain login: the digest matches
+            await trio.sleep(0.3)
+            assert b.m.digest_mismatches == 0 and b.m.prekey_uploads == 0
+        assert chatd.server is not None and chatd.server.db is not None
+        user = str(bob.jid.user_jid())
+        with chatd.server.db.transaction() as tx:  # the server's copy of bob's signed prekey is damaged
+            rec = tx.device(user, 0)
+            assert rec is not None
+            tx.set_signed_prekey(user, 0, rec.signed_prekey_id, bytes(32), rec.signed_prekey_signature)
+        async with running(bob, chatd) as b:
+            with trio.fail_after(STEP):
+                while b.m.prekey_uploads < 1:
+                    await trio.sleep(0.05)
+            assert b.m.digest_mismatches == 1
+            async with running(alice, chatd) as a:  # bob's bundle is good again: a session starts
+                await a.m.send_text(bob.jid, "after the repair")
+                await _handled(b, "after the repair")
+        nursery.cancel_scope.cancel()

@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 import uuid
@@ -69,7 +70,8 @@ from wacrypto.session.cipher import ReceivedMessage as ExactlyOnce
 from wacrypto.session.groups import GroupCipher, sender_key_lock
 from wacrypto.wire.messages import PreKeySignalMessage, SenderKeyMessage
 from wacrypto.signal.fingerprint import create_fingerprint
-from wacrypto.signal.records import SignedPreKeyRecord
+from wacrypto.limits import PREKEY_UPLOAD_BATCH
+from wacrypto.signal.records import PreKeyRecord, SignedPreKeyRecord
 from wacrypto.store.protocols import KeyStore, OutboxEntry, SentMessage, Transaction
 from wacrypto.transport.chat_connection import NodeReceived
 from wacrypto.whatsapp import message as wamsg
@@ -98,6 +100,9 @@ from wacrypto.whatsapp.stanzas import (
     SignedPreKey,
     ack_for,
     bundle_query,
+    digest_query,
+    key_digest_hash,
+    parse_digest_result,
     parse_bundle_result,
     parse_notification,
     parse_prekey_count,
@@ -290,6 +295,7 @@ class WaMessenger:
         self.retries_sent = 0
         self.retries_answered = 0
         self.prekey_uploads = 0
+        self.digest_mismatches = 0  # logins where the server's digest of our keys did not match
         self.reconnects = 0
         self.server_prekeys: int | None = None  # one-time prekeys the server said it holds, last check
         self.metrics = metrics
@@ -725,9 +731,39 @@ class WaMessenger:
                 await self._work_send.send(node)
             nursery.cancel_scope.cancel()
 
+    async def _check_digest(self) -> bool:
+        """Compare the server's digest of our keys with our store; on a mismatch (keys lost or
+        garbled on the server, or not ours) upload our identity, signed prekey and a fresh batch.
+        True when the server's keys were found intact."""
+        try:
+            digest = parse_digest_result(await self._iq(digest_query))
+        except IqError:
+            return False  # nothing registered yet: the count check uploads
+        async with self.store.transaction() as tx:
+            pair, reg = await local_identity(tx)
+            spk = await _current_signed(tx)
+            pubs: list[bytes] = []
+            for key_id in digest.prekey_ids:
+                raw = await tx.load_prekey(key_id)
+                if raw is None:
+                    break
+                pubs.append(PreKeyRecord.from_bytes(raw, trusted=True).key_pair.public.u)
+        ours = SignedPreKey(spk.id, spk.key_pair.public.u, spk.signature)
+        intact = (len(pubs) == len(digest.prekey_ids) and digest.registration_id == reg
+                  and digest.identity == pair.public.u and digest.signed_prekey == ours
+                  and hmac.compare_digest(digest.hash, key_digest_hash(pair.public.u, ours, pubs)))
+        if not intact:
+            self.digest_mismatches += 1
+            await self._keys_upload(PREKEY_UPLOAD_BATCH)
+        return intact
+
     async def _on_login(self) -> None:
         try:
             await self._check_prekeys()
+            async with self.store.transaction() as tx:
+                registered = await tx.get_meta(_META_REGISTERED) is not None
+            if registered:
+                await self._check_digest()
         except (IqError, TransportError) as exc:
             self.login_problem = exc  # the next login tries again
             return

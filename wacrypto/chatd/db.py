@@ -230,6 +230,12 @@ class ChatdTx:
                             [(user, device, i, k) for i, k in prekeys])
         return int(self._c.execute(count, (user, device)).fetchone()[0] - before)
 
+    def unused_prekey_list(self, user: str, device: int) -> list[tuple[int, bytes]]:
+        """The one-time prekeys of that device not yet handed out, by id (what a key digest covers)."""
+        rows = self._c.execute("SELECT key_id, public FROM prekeys WHERE user = ? AND device = ? AND handed_out_at IS NULL "
+                               "ORDER BY key_id", (user, device)).fetchall()
+        return [(int(i), bytes(k)) for i, k in rows]
+
     def unused_prekeys(self, user: str, device: int) -> int:
         """One-time prekeys of that device not yet handed out (what a prekey-count query answers)."""
         return int(self._c.execute("SELECT COUNT(*) FROM prekeys WHERE user = ? AND device = ? AND handed_out_at IS NULL",

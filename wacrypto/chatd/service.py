@@ -64,6 +64,7 @@ from wacrypto.whatsapp.stanzas import (
     IncomingMessage,
     IqError,
     IqErrorCode,
+    KeyDigest,
     KeyIndexListUpload,
     NackCode,
     OutgoingMessage,
@@ -76,6 +77,8 @@ from wacrypto.whatsapp.stanzas import (
     UsyncDevices,
     UsyncQuery,
     bundle_result,
+    digest_result,
+    key_digest_hash,
     group_result,
     iq_result,
     is_ping,
@@ -278,6 +281,8 @@ class ChatService:
         if (xmlns, kind) == ("encrypt", "get"):
             if node.child("count") is not None:
                 return self._prekey_count(device, iq_id, node, now)
+            if node.child("digest") is not None:
+                return self._digest(device, iq_id, node, now)
             return self._fetch(device, iq_id, node, now)
         handler = self._IQS.get((xmlns or "", kind or ""))
         if handler is None:
@@ -317,6 +322,17 @@ class ChatService:
         with self.db.transaction() as tx:
             n = tx.unused_prekeys(str(device.user_jid()), device.device)
         return [Out(device, prekey_count_result(iq_id, str(device), n))]
+
+    def _digest(self, device: Jid, iq_id: str, node: Node, now: float) -> list[Out]:
+        with self.db.transaction() as tx:
+            rec = tx.device(str(device.user_jid()), device.device)
+            keys = tx.unused_prekey_list(str(device.user_jid()), device.device)
+        if rec is None:
+            return self._error(device, iq_id, IqErrorCode.NOT_FOUND, "no keys registered for this device")
+        spk = SignedPreKey(rec.signed_prekey_id, rec.signed_prekey, rec.signed_prekey_signature)
+        digest = KeyDigest(rec.registration_id, rec.identity, spk, tuple(i for i, _ in keys),
+                           key_digest_hash(rec.identity, spk, [k for _, k in keys]))
+        return [Out(device, digest_result(iq_id, str(device), digest))]
 
     def _fetch(self, device: Jid, iq_id: str, node: Node, now: float) -> list[Out]:
         wanted = list(dict.fromkeys(parse_bundle_query(node)))

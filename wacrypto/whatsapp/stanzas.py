@@ -28,6 +28,7 @@ Keys are raw 32-byte Curve25519 u coordinates on the wire, as WhatsApp sends the
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, final
@@ -223,6 +224,63 @@ def prekey_count_result(iq_id: str, to: str, count: int) -> Node:
 
 def parse_prekey_count(result: Node) -> int:
     return _uint_attr(child(result, "count"), "value", 0xFFFFFFFF)
+
+
+def digest_query(iq_id: str) -> Node:
+    """Ask the server for a digest of the keys it holds for us (to check they are ours, intact)."""
+    return Node("iq", {"id": iq_id, "xmlns": "encrypt", "type": "get", "to": SERVER}, (Node("digest"),))
+
+
+def key_digest_hash(identity: bytes, signed_prekey: SignedPreKey, prekeys: Sequence[bytes]) -> bytes:
+    """SHA-1 over the identity key, the signed prekey and its signature, and each one-time prekey
+    (raw keys, in the digest's id order). A consistency check of what the server holds, as WhatsApp
+    clients do it, not a security boundary: every key in it is public and signed elsewhere."""
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(identity + signed_prekey.public + signed_prekey.signature)
+    for p in prekeys:
+        h.update(p)
+    return h.digest()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class KeyDigest:
+    """The server's digest of a device's keys: ``<digest><registration/><type/><identity/><skey/>
+    <list><id/>...</list><hash/></digest>`` (``hash``: :func:`key_digest_hash` over what it holds)."""
+
+    registration_id: int
+    identity: bytes
+    signed_prekey: SignedPreKey
+    prekey_ids: tuple[int, ...]
+    hash: bytes
+
+    def to_node(self) -> Node:
+        if len(self.prekey_ids) > MAX_STANZA_LIST_LEN:
+            raise InvalidArgumentError("too many prekey ids in one digest")
+        return Node("digest", {}, (
+            Node("registration", {}, self.registration_id.to_bytes(4, "big")),
+            Node("type", {}, KEY_BUNDLE_TYPE),
+            Node("identity", {}, _key32(self.identity, "identity")),
+            self.signed_prekey.to_node(),
+            Node("list", {}, tuple(Node("id", {}, i.to_bytes(3, "big")) for i in self.prekey_ids)),
+            Node("hash", {}, self.hash),
+        ))
+
+    @classmethod
+    def from_node(cls, node: Node) -> KeyDigest:
+        if node.tag != "digest" or child_bytes(node, "type", 1) != KEY_BUNDLE_TYPE:
+            raise InvalidMessageError("not a key digest")
+        ids = tuple(int.from_bytes(content_bytes(i, 3), "big") for i in child(node, "list").children_named("id"))
+        return cls(child_uint(node, "registration", 4), child_bytes(node, "identity", 32),
+                   SignedPreKey.from_node(child(node, "skey")), ids, child_bytes(node, "hash", 20))
+
+
+def digest_result(iq_id: str, to: str, digest: KeyDigest) -> Node:
+    return Node("iq", {"id": iq_id, "type": "result", "from": SERVER, "to": to}, (digest.to_node(),))
+
+
+def parse_digest_result(result: Node) -> KeyDigest:
+    return KeyDigest.from_node(child(result, "digest"))
 
 
 def bundle_query(iq_id: str, devices: Sequence[Jid]) -> Node:
