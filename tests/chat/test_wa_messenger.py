@@ -459,3 +459,37 @@ async def test_the_key_digest_finds_keys_garbled_on_the_server_and_reuploads(tmp
                 await a.m.send_text(bob.jid, "after the repair")
                 await _handled(b, "after the repair")
         nursery.cancel_scope.cancel()
+
+
+async def test_pn_to_lid_migration_moves_sessions_identities_and_sender_keys(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice, bob, carol = [await _new_device(tmp_path, u) for u in ("15550000001", "15550000002", "15550000003")]
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(bob, chatd) as b, running(carol, chatd):
+            # bob writes first: alice keeps his session and sender key under his phone number
+            await b.m.send_text(alice.jid, "hi from bob")
+            await _handled(a, "hi from bob")
+            group = await b.m.create_group("g", [alice.jid, carol.jid])
+            await b.m.send_group(group.group, "group one")
+            await _handled(a, "group one")
+            pn = bob.jid.signal_address()
+            async with a.store.transaction(pn) as tx:
+                assert await tx.load_session(pn) is not None and await tx.get_lid_for_pn(bob.jid.user) is None
+            # alice writes back: the device list tells her bob's LID, and his state moves there
+            await a.m.send_text(bob.jid, "hi bob")
+            got = await _handled(b, "hi bob")
+            assert got.sender == alice.jid
+            assert a.m.lid_migrations >= 2  # her own account (from <success lid>) and bob's
+            async with a.store.transaction() as tx:
+                lid_user = await tx.get_lid_for_pn(bob.jid.user)
+                assert lid_user is not None
+                lid = Jid(lid_user, "lid").signal_address()
+                assert await tx.load_session(pn) is None and await tx.get_remote_identity(pn) is None
+                assert await tx.load_session(lid) is not None and await tx.get_remote_identity(lid) is not None
+                assert await tx.load_sender_key(str(group.group), pn) is None
+                assert await tx.load_sender_key(str(group.group), lid) is not None
+            await b.m.send_group(group.group, "group two")  # read with the moved sender key: no retry
+            await _handled(a, "group two")
+            assert not [e for e in a.events if isinstance(e, Undecryptable)]
+        nursery.cancel_scope.cancel()

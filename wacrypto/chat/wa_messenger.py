@@ -85,7 +85,7 @@ from wacrypto.whatsapp.adv import (
     verify_key_index_list,
 )
 from wacrypto.whatsapp.devices import participant_hash
-from wacrypto.whatsapp.jid import Jid
+from wacrypto.whatsapp.jid import LID_SERVER, USER_SERVER, Jid
 from wacrypto.whatsapp.prekeys import PrekeyUploader, prekeys_to_upload
 from wacrypto.whatsapp.retry import RetryKeys, RetryReceipt, ResendAction, decide_resend, next_retry
 from wacrypto.whatsapp.stanzas import (
@@ -295,6 +295,8 @@ class WaMessenger:
         self.retries_sent = 0
         self.retries_answered = 0
         self.prekey_uploads = 0
+        self.lid_migrations = 0  # accounts whose Signal state moved from phone-number to LID addresses
+        self._lid_of: dict[str, str] = {}  # phone-number user -> LID user, as learned
         self.digest_mismatches = 0  # logins where the server's digest of our keys did not match
         self.reconnects = 0
         self.server_prekeys: int | None = None  # one-time prekeys the server said it holds, last check
@@ -332,7 +334,7 @@ class WaMessenger:
         own_copy = wamsg.Content(content.text, content.image, content.distribution, str(chat), None)
         plain_theirs = wamsg.encode(content, rng=self._rng)
         plain_own = wamsg.encode(own_copy, rng=self._rng)
-        addresses = [t.signal_address() for t in targets]
+        addresses = [await self._address(t) for t in targets]
         now = self._clock()
         async with self.store.transaction(*addresses) as tx:
             encs: list[tuple[Jid | None, Enc]] = []
@@ -401,11 +403,11 @@ class WaMessenger:
                 continue
             devices += await self._targets(user, include_own=False)
         devices += await self._targets(me_user, include_own=False)
-        own = self.me.signal_address()
+        own = await self._address(self.me)
         gid = str(group)
         known = await self._skdm_sent(gid)
         needs = [d for d in devices if str(d) not in known]
-        addresses = [d.signal_address() for d in needs]
+        addresses = [await self._address(d) for d in needs]
         now = self._clock()
         async with self.store.transaction(sender_key_lock(gid, own), *addresses) as tx:
             skdm = await self._groups.create_distribution_in(tx, gid, own)
@@ -441,7 +443,8 @@ class WaMessenger:
     async def mark_handled(self, msg: ReceivedMessage) -> None:
         """``msg`` is safe with the application: forget its plaintext, acknowledge it, send the receipt."""
         if msg._digests:
-            await self.cipher.mark_handled_many([(msg.sender.signal_address(), d) for d in msg._digests])
+            address = await self._address(msg.sender)
+            await self.cipher.mark_handled_many([(address, d) for d in msg._digests])
         if msg._node is not None:
             await self._send(ack_for(msg._node).to_node())
             await self._send(Receipt((msg.id,), str(msg.sender)).to_node())
@@ -463,14 +466,14 @@ class WaMessenger:
         for dev in [d for d in self._held if d.user_jid() == jid.user_jid()]:
             key = self._pending_identity.pop(dev, None)
             if key is not None:
-                await self.cipher.trust_identity(dev.signal_address(), key)
+                await self.cipher.trust_identity(await self._address(dev), key)
             del self._held[dev]
         for n in pending:
             await self._work_send.send(n)
 
     async def safety_number(self, jid: Jid) -> str:
         """The safety number with ``jid``'s account (its primary's identity key as we know it)."""
-        key = await self.cipher.remote_identity(jid.user_jid().signal_address())
+        key = await self.cipher.remote_identity(await self._address(jid.user_jid()))
         if key is None:
             raise InvalidArgumentError(f"no identity key known for {jid.user_jid()}")
         return await self._safety_number(jid, key)
@@ -524,6 +527,50 @@ class WaMessenger:
         finally:
             self._iqs.pop(iq_id, None)
 
+    # ------------------------------------------------------------------ LID and phone-number addressing
+    async def _lid_for(self, pn_user: str) -> str | None:
+        lid = self._lid_of.get(pn_user)
+        if lid is None:
+            async with self.store.transaction() as tx:
+                lid = await tx.get_lid_for_pn(pn_user)
+            if lid is not None:
+                self._lid_of[pn_user] = lid
+        return lid
+
+    async def _address(self, jid: Jid) -> Address:
+        """The canonical Signal address of a device: its LID's once the account's LID is known (the
+        sessions, identities and sender keys have moved there), else its own."""
+        if jid.server == USER_SERVER:
+            lid = await self._lid_for(jid.user)
+            if lid is not None:
+                return Jid(lid, LID_SERVER, jid.device).signal_address()
+        return jid.signal_address()
+
+    async def learn_lid(self, pn: Jid, lid: Jid) -> int:
+        """Record that the phone-number account ``pn`` is ``lid`` and move its sessions, identities and
+        sender keys to the LID's addresses in one transaction (holding both names' locks for every
+        device we know of), so a message read or sent meanwhile sees the state before or after the
+        move, never half of it. Returns how many records moved (0: known already)."""
+        pn, lid = pn.user_jid(), lid.user_jid()
+        if not (pn.server == USER_SERVER and lid.server == LID_SERVER):
+            raise InvalidArgumentError("learn_lid maps a phone-number account to a LID")
+        if await self._lid_for(pn.user) == lid.user:
+            return 0
+        devices = {0}
+        async with self.store.transaction() as tx:
+            raw = await tx.get_meta(_META_DEVICES + str(pn))
+        if raw is not None:
+            devices |= set(json.loads(raw)["devices"])
+        if pn.user == self.me.user:
+            devices.add(self.me.device)
+        locks = [j.with_device(d).signal_address() for d in sorted(devices) for j in (pn, lid)]
+        async with self.store.transaction(*locks) as tx:
+            moved = await tx.migrate_address(pn.signal_address().name, lid.signal_address().name)
+            await tx.set_lid_mapping(pn.user, lid.user)
+        self._lid_of[pn.user] = lid.user
+        self.lid_migrations += 1
+        return moved
+
     # ------------------------------------------------------------------ devices and sessions
     async def _device_list(self, user: Jid, *, refresh: bool = False) -> tuple[list[int], bytes | None]:
         key = _META_DEVICES + str(user)
@@ -535,6 +582,8 @@ class WaMessenger:
                 return list(d["devices"]), None if d["kil"] is None else bytes.fromhex(d["kil"])
         result = await self._iq(UsyncQuery((user,)).to_node)
         found = [u for u in parse_usync_result(result) if u.user == user]
+        if found and found[0].lid is not None and user.server == USER_SERVER:
+            await self.learn_lid(user, found[0].lid)
         devices = sorted({d for d, _ in found[0].devices}) if found else []
         kil = found[0].key_index_list if found else None
         async with self.store.transaction() as tx:
@@ -555,7 +604,7 @@ class WaMessenger:
             targets += [self.me.with_device(d) for d in mine if d != self.me.device]
         if chat == self.me.user_jid():
             targets = [t for t in targets if t.device != self.me.device]
-        missing = [t for t in targets if not await self.cipher.has_session(t.signal_address())]
+        missing = [t for t in targets if not await self.cipher.has_session(await self._address(t))]
         if missing:
             result = await self._iq(lambda i: bundle_query(i, missing))
             bundles = {b.jid: b for b in parse_bundle_result(result)}
@@ -570,7 +619,7 @@ class WaMessenger:
 
     async def _accept_bundle(self, jid: Jid, b: DeviceBundle, kil: bytes | None) -> bool:
         """Start a session from ``b`` if the device passes the checks; False: leave it out."""
-        addr = jid.signal_address()
+        addr = await self._address(jid)
         if jid.device != 0 and jid.user != self.me.user:
             reason = await self._adv_reason(jid, b.bundle.identity_key, b.device_identity, kil)
             if reason is not None:
@@ -595,11 +644,11 @@ class WaMessenger:
             return "no ADV device identity"
         if kil is None:
             return "the account has no signed key-index list"
-        account = await self.cipher.remote_identity(jid.user_jid().signal_address())
+        account = await self.cipher.remote_identity(await self._address(jid.user_jid()))
         if account is None:
             primary = jid.user_jid()
             await self._targets_primary(primary)
-            account = await self.cipher.remote_identity(primary.signal_address())
+            account = await self.cipher.remote_identity(await self._address(primary))
         if account is None:
             return "the account's primary identity is unknown"
         try:
@@ -616,7 +665,7 @@ class WaMessenger:
     async def _adv_reason_incoming(self, device: Jid, msg: IncomingMessage) -> str | None:
         """Why a pkmsg from another account's companion ``device`` must not start a session (None: it
         proves, with its ADV identity, that the account's primary linked it)."""
-        if await self.cipher.has_session(device.signal_address()):
+        if await self.cipher.has_session(await self._address(device)):
             return None  # proven when the session was made
         pk = next(e for e in msg.encs if e.type == "pkmsg")
         try:
@@ -628,7 +677,7 @@ class WaMessenger:
         return await self._adv_reason(device, identity.identity_key, msg.device_identity, kil)
 
     async def _targets_primary(self, primary: Jid) -> None:
-        if await self.cipher.has_session(primary.signal_address()):
+        if await self.cipher.has_session(await self._address(primary)):
             return
         result = await self._iq(lambda i: bundle_query(i, [primary]))
         for b in parse_bundle_result(result):
@@ -639,7 +688,7 @@ class WaMessenger:
         """Apply the identity policy to ``jid``'s new key; True when it is trusted now."""
         number = await self._safety_number(jid, new_key)
         if self.identity_policy == "accept":
-            await self.cipher.trust_identity(jid.signal_address(), new_key)
+            await self.cipher.trust_identity(await self._address(jid), new_key)
             await self._emit(IdentityChanged(jid, number, True))
             return True
         self._pending_identity[jid] = new_key
@@ -719,7 +768,7 @@ class WaMessenger:
                         waiter.send_nowait(node)
                     continue
                 if node.tag == "success":
-                    nursery.start_soon(self._on_login)
+                    nursery.start_soon(self._on_login, node)
                     continue
                 if node.tag == "failure":
                     self.login_error = node
@@ -757,7 +806,13 @@ class WaMessenger:
             await self._keys_upload(PREKEY_UPLOAD_BATCH)
         return intact
 
-    async def _on_login(self) -> None:
+    async def _on_login(self, success: Node) -> None:
+        lid = success.attrs.get("lid")
+        if lid and self.me.server == USER_SERVER:
+            try:
+                await self.learn_lid(self.me, Jid.parse(lid))
+            except PeerError:
+                pass  # a malformed LID from the server: keep the phone-number addresses
         try:
             await self._check_prekeys()
             async with self.store.transaction() as tx:
@@ -858,7 +913,7 @@ class WaMessenger:
         try:
             msg = IncomingMessage.from_node(node)
             device = msg.sending_device
-            addr = device.signal_address()
+            addr = await self._address(device)
         except PeerError:
             await self._send(_nack(node, 487))
             return
@@ -1019,7 +1074,7 @@ class WaMessenger:
             rebuilt_raw = await tx.get_meta(_META_REBUILT + str(device))
         if sent is None:
             return  # not ours, or purged: nothing to re-encrypt
-        addr = device.signal_address()
+        addr = await self._address(device)
         has = await self.cipher.has_session(addr)
         decision = decide_resend(receipt, has_session=has, session_registration_id=None,
                                  last_rebuild_at=None if rebuilt_raw is None else float(rebuilt_raw),
@@ -1046,7 +1101,7 @@ class WaMessenger:
                 await tx.set_meta(_META_REBUILT + str(device), str(self._clock()).encode())
         content = wamsg.decode(sent.plaintext, v=3)
         if group is not None and decision.resend_sender_key:  # a fresh copy of our sender key with it
-            own = self.me.signal_address()
+            own = await self._address(self.me)
             skdm = await self._groups.create_distribution(str(group), own)
             content = wamsg.Content(content.text, content.image, wamsg.SenderKeyDistribution(str(group), skdm))
         elif device.user == self.me.user and group is None:
@@ -1077,7 +1132,7 @@ class WaMessenger:
             user = note.jid.user_jid()
             devices, _ = await self._device_list(user)
             for d in devices:  # the sessions are useless now; the next send fetches new bundles
-                a = user.with_device(d).signal_address()
+                a = await self._address(user.with_device(d))
                 async with self.store.transaction(a) as tx:
                     await tx.delete_session(a)
         elif isinstance(note, DevicesNotification):

@@ -43,7 +43,8 @@ from wacrypto.errors import InvalidArgumentError, StoreError
 
 __all__ = ["ChatdDatabase", "ChatdTx", "DeviceRecord", "GroupRecord", "Queued", "SCHEMA_VERSION", "Shares"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3  # 3: lids (2 -> 3 only adds that table)
+LID_BASE: Final = 100_000_000_000_000  # the first LID user number the server hands out
 
 _MAILBOX: Final = """
 CREATE TABLE IF NOT EXISTS mailbox (
@@ -87,7 +88,8 @@ CREATE TABLE IF NOT EXISTS group_members (
     group_id TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE, user TEXT NOT NULL,
     PRIMARY KEY (group_id, user));
 CREATE INDEX IF NOT EXISTS group_members_user ON group_members (user, group_id);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS lids (pn TEXT PRIMARY KEY, lid TEXT NOT NULL UNIQUE)
 """
 
 # schema 1 -> 2: the mailbox gains kind, subtype and variant (its unique key changes, so the table is
@@ -374,6 +376,24 @@ class ChatdTx:
         return {r[0] for r in rows} - {user}
 
     # ----------------------------------------------------------------- counters
+    def lid_of(self, pn: str) -> str | None:
+        """The LID user JID of the phone-number account ``pn`` (a user JID), if it has one."""
+        row = self._c.execute("SELECT lid FROM lids WHERE pn = ?", (pn,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def pn_of(self, lid: str) -> str | None:
+        """The phone-number account whose LID is ``lid`` (a user JID)."""
+        row = self._c.execute("SELECT pn FROM lids WHERE lid = ?", (lid,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def assign_lid(self, pn: str) -> str:
+        """The account's LID, handed out on first use (never reused)."""
+        got = self.lid_of(pn)
+        if got is None:
+            got = f"{LID_BASE + self.next_number('lid')}@lid"
+            self._c.execute("INSERT INTO lids (pn, lid) VALUES (?, ?)", (pn, got))
+        return got
+
     def next_number(self, name: str) -> int:
         """1, 2, 3... per ``name``, never repeated (the server's own stanza and group ids)."""
         self._c.execute("INSERT INTO counters VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1", (name,))

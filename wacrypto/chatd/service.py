@@ -175,6 +175,7 @@ class ChatService:
             with self.db.transaction() as tx:
                 if not tx.bind_login(str(jid.user_jid()), jid.device, static_key, now=now):
                     return refused
+                lid = tx.assign_lid(str(jid.user_jid())) if jid.is_phone_number else None
             replaced = jid in self._online
             self._sessions += 1
             self._online[jid] = _Conn(self._sessions)
@@ -359,14 +360,16 @@ class ChatService:
         query = UsyncQuery.from_node(node)
         users = []
         with self.db.transaction() as tx:
-            for user in dict.fromkeys(query.users):
+            for named in dict.fromkeys(query.users):
+                user = _account(tx, named)  # a LID names the same account as its phone number
                 devices = []
                 for d in tx.devices(str(user)):
                     rec = tx.device(str(user), d)
                     devices.append((d, None if rec is None else _key_index(rec)))
                 kil = tx.key_index_list(str(user))
-                users.append(UsyncDevices(user, tuple(devices), None if kil is None else kil[0],
-                                          None if kil is None else int(kil[1])))
+                lid = tx.lid_of(str(user)) if named.is_phone_number else None
+                users.append(UsyncDevices(named, tuple(devices), None if kil is None else kil[0],
+                                          None if kil is None else int(kil[1]), None if lid is None else Jid.parse(lid)))
         return [Out(device, usync_result(iq_id, str(device), users))]
 
     def _md(self, device: Jid, iq_id: str, node: Node, now: float) -> list[Out]:
@@ -419,8 +422,10 @@ class ChatService:
         msg = OutgoingMessage.from_node(node)
         if not to.has_devices or not to.user:
             return [self._nack(device, node, NackCode.UNRECOGNIZED_STANZA)]
+        with self.db.transaction() as tx:  # LIDs name the same accounts as their phone numbers
+            to = _account(tx, to)
+            targets: Sequence[tuple[Jid | None, Enc]] = [(None if j is None else _account(tx, j), e) for j, e in msg.encs]
         sender, peer = device.user_jid(), to.user_jid()
-        targets: Sequence[tuple[Jid | None, Enc]] = msg.encs
         if targets[0][0] is None:  # one enc without participants: for the device ``to`` names
             targets = [(to, targets[0][1])]
         if any(j is None or j.user_jid() not in (sender, peer) or j == device for j, _ in targets):
@@ -624,6 +629,16 @@ class ChatService:
         if sender == recipient or tx.wrote_to(str(recipient), str(sender)):
             return False
         return str(sender) not in tx.co_members(str(recipient))
+
+
+def _account(tx: ChatdTx, user: Jid) -> Jid:
+    """The phone-number account a LID names (the server keeps accounts under their numbers); any
+    other JID as it is."""
+    if user.is_lid:
+        pn = tx.pn_of(str(user.user_jid()))
+        if pn is not None:
+            return Jid.parse(pn).with_device(user.device)
+    return user
 
 
 def _enc_variant(encs: Iterable[Enc]) -> str:

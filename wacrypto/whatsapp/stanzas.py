@@ -872,12 +872,14 @@ class UsyncQuery:
 @dataclass(frozen=True, slots=True)
 class UsyncDevices:
     """One user's devices: (device id, key index or None for the primary), and the account's signed
-    key-index list (ADV bytes) with its time ``ts``."""
+    key-index list (ADV bytes) with its time ``ts``; ``lid``: the account's LID (``<lid val>``) when
+    the user was named by phone number and has one."""
 
     user: Jid
     devices: tuple[tuple[int, int | None], ...]
     key_index_list: bytes | None = None
     key_index_ts: int | None = None
+    lid: Jid | None = None
 
     def jids(self) -> list[Jid]:
         return [self.user.with_device(d) for d, _ in self.devices]
@@ -889,7 +891,8 @@ class UsyncDevices:
         if self.key_index_list is not None:
             ts = {} if self.key_index_ts is None else {"ts": str(self.key_index_ts)}
             kids.append(Node("key-index-list", ts, self.key_index_list))
-        return Node("user", {"jid": str(self.user)}, (Node("devices", {}, tuple(kids)),))
+        extra = () if self.lid is None else (Node("lid", {"val": str(self.lid)}),)
+        return Node("user", {"jid": str(self.user)}, (Node("devices", {}, tuple(kids)),) + extra)
 
     @classmethod
     def from_node(cls, node: Node) -> UsyncDevices:
@@ -902,8 +905,14 @@ class UsyncDevices:
             raise InvalidMessageError("usync: a device listed twice")
         kil = devices.child("key-index-list")
         ts = None if kil is None or "ts" not in kil.attrs else _uint_attr(kil, "ts", MAX_TIMESTAMP)
+        lid_node = node.child("lid")
+        lid = None
+        if lid_node is not None:
+            lid = _user_jid(attr(lid_node, "val"))
+            if not lid.is_lid:
+                raise InvalidMessageError("usync: <lid> is not a LID")
         return cls(_user_jid(attr(node, "jid")), tuple(out),
-                   None if kil is None else content_bytes(kil, max_len=MAX_ADV_MESSAGE_LEN), ts)
+                   None if kil is None else content_bytes(kil, max_len=MAX_ADV_MESSAGE_LEN), ts, lid)
 
 
 def usync_result(iq_id: str, to: str, users: Sequence[UsyncDevices]) -> Node:
