@@ -13,12 +13,13 @@ import atheris
 
 with atheris.instrument_imports():
     from wacrypto.errors import PeerError
-    from wacrypto.whatsapp.message import Content, ImageRef, SenderKeyDistribution, decode, encode
+    from wacrypto.whatsapp.message import Content, DocumentRef, ImageRef, SenderKeyDistribution, decode, encode
 
 SEEDS = [
     encode(Content(text="hello"), v=3),
     encode(Content(text="sent", destination="15551234567@s.whatsapp.net", phash="2:abcdefgh"), v=3),
     encode(Content(image=ImageRef("https://m/x", "/x", b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1234)), v=3),
+    encode(Content(document=DocumentRef("https://m/d", "/d", b"\x04" * 32, b"\x05" * 32, b"\x06" * 32, 9, file_name="a.pdf")), v=3),
     encode(Content(distribution=SenderKeyDistribution("123-456@g.us", b"\x33" * 40), text="g"), v=3),
 ]
 

@@ -288,9 +288,20 @@ async def test_an_image_and_a_group_of_three(tmp_path: Path) -> None:
             mid = await a.m.send_image(bob.jid, image, media, caption="look")
             got = await b.wait_for(ReceivedMessage, lambda e: e.id == mid)
             assert got.content.image is not None and got.content.image.caption == "look"
-            await WaMessenger.download_image(got, tmp_path / "got.jpg", media)
+            await WaMessenger.download_media(got, tmp_path / "got.jpg", media)
             assert (tmp_path / "got.jpg").read_bytes() == image.read_bytes()
             await b.m.mark_handled(got)
+            report = tmp_path / "report.pdf"
+            report.write_bytes(b"%PDF-1.7 " + bytes(range(256)) * 2000)
+            did = await a.m.send_media(bob.jid, report, media, kind="document", mimetype="application/pdf")
+            doc = await b.wait_for(ReceivedMessage, lambda e: e.id == did)
+            assert doc.content.document is not None and doc.content.document.file_name == "report.pdf"
+            await WaMessenger.download_media(doc, tmp_path / "got.pdf", media)
+            assert (tmp_path / "got.pdf").read_bytes() == report.read_bytes()
+            await b.m.mark_handled(doc)
+            await b.m.send_read(doc)
+            read = await a.wait_for(ReceiptReceived, lambda e: did in e.ids and e.type == "read")
+            assert read.sender.user == bob.jid.user
 
             group = await a.m.create_group("three", [bob.jid, carol.jid])
             assert set(group.participants) >= {bob.jid.user_jid(), carol.jid.user_jid()}

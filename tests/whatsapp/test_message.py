@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from wacrypto._proto import message_pb2
 from wacrypto.errors import InvalidArgumentError, InvalidMessageError
-from wacrypto.whatsapp.message import Content, ImageRef, SenderKeyDistribution, decode, encode
+from wacrypto.whatsapp.message import Content, DocumentRef, ImageRef, SenderKeyDistribution, decode, encode
 from wacrypto.whatsapp.padding import unpad
 
 _h32 = st.binary(min_size=32, max_size=32)
@@ -21,6 +21,8 @@ _contents = st.builds(
     st.none() | st.builds(SenderKeyDistribution, st.text(min_size=1, max_size=30), st.binary(min_size=1, max_size=80)),
     st.none() | st.text(min_size=1, max_size=30),
     st.none(),
+    st.none() | st.builds(DocumentRef, st.text(max_size=40), st.text(max_size=40), _h32, _h32, _h32,
+                          st.integers(0, 2**40), st.just("application/pdf"), st.text(max_size=20)),
 )
 
 
@@ -43,6 +45,14 @@ def test_field_numbers_are_whatsapps() -> None:
     assert encode(Content(text="hi"), v=3) == b"\x0a\x02hi"
     sent = encode(Content(text="hi", destination="1@s.whatsapp.net"), v=3)
     assert sent[:2] == b"\xfa\x01"  # field 31, length-delimited
+
+
+def test_document_field_numbers_differ_from_the_image_ones() -> None:
+    doc = DocumentRef("u", "/p", b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 5, "application/pdf", "a.pdf")
+    m = message_pb2.Message.FromString(encode(Content(document=doc), v=3))
+    raw = m.document.SerializeToString()
+    assert b"\x3a\x20" + b"\x01" * 32 in raw  # media key: field 7 (in an image it is field 8)
+    assert b"\x42\x05a.pdf" in raw  # file name: field 8
 
 
 def test_bad_padding_and_bad_protobuf_are_refused() -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmessage.proto\x12\x10wacrypto.message\"?\n\x15SenderKeyDistribution\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x02 \x01(\x0c\"\xa2\x01\n\x05Image\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08mimetype\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x04 \x01(\x0c\x12\x13\n\x0b\x66ile_length\x18\x05 \x01(\x04\x12\x11\n\tmedia_key\x18\x08 \x01(\x0c\x12\x17\n\x0f\x66ile_enc_sha256\x18\t \x01(\x0c\x12\x13\n\x0b\x64irect_path\x18\x0b \x01(\t\"`\n\nDeviceSent\x12\x17\n\x0f\x64\x65stination_jid\x18\x01 \x01(\t\x12*\n\x07message\x18\x02 \x01(\x0b\x32\x19.wacrypto.message.Message\x12\r\n\x05phash\x18\x03 \x01(\t\"\xc4\x01\n\x07Message\x12\x14\n\x0c\x63onversation\x18\x01 \x01(\t\x12H\n\x17sender_key_distribution\x18\x02 \x01(\x0b\x32\'.wacrypto.message.SenderKeyDistribution\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x17.wacrypto.message.Image\x12\x31\n\x0b\x64\x65vice_sent\x18\x1f \x01(\x0b\x32\x1c.wacrypto.message.DeviceSent')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmessage.proto\x12\x10wacrypto.message\"?\n\x15SenderKeyDistribution\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x02 \x01(\x0c\"\xa2\x01\n\x05Image\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08mimetype\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x04 \x01(\x0c\x12\x13\n\x0b\x66ile_length\x18\x05 \x01(\x04\x12\x11\n\tmedia_key\x18\x08 \x01(\x0c\x12\x17\n\x0f\x66ile_enc_sha256\x18\t \x01(\x0c\x12\x13\n\x0b\x64irect_path\x18\x0b \x01(\t\"\xb6\x01\n\x08\x44ocument\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08mimetype\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x04 \x01(\x0c\x12\x13\n\x0b\x66ile_length\x18\x05 \x01(\x04\x12\x11\n\tmedia_key\x18\x07 \x01(\x0c\x12\x11\n\tfile_name\x18\x08 \x01(\t\x12\x17\n\x0f\x66ile_enc_sha256\x18\t \x01(\x0c\x12\x13\n\x0b\x64irect_path\x18\n \x01(\t\"`\n\nDeviceSent\x12\x17\n\x0f\x64\x65stination_jid\x18\x01 \x01(\t\x12*\n\x07message\x18\x02 \x01(\x0b\x32\x19.wacrypto.message.Message\x12\r\n\x05phash\x18\x03 \x01(\t\"\xf2\x01\n\x07Message\x12\x14\n\x0c\x63onversation\x18\x01 \x01(\t\x12H\n\x17sender_key_distribution\x18\x02 \x01(\x0b\x32\'.wacrypto.message.SenderKeyDistribution\x12&\n\x05image\x18\x03 \x01(\x0b\x32\x17.wacrypto.message.Image\x12,\n\x08\x64ocument\x18\x07 \x01(\x0b\x32\x1a.wacrypto.message.Document\x12\x31\n\x0b\x64\x65vice_sent\x18\x1f \x01(\x0b\x32\x1c.wacrypto.message.DeviceSent')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDERKEYDISTRIBUTION']._serialized_end=98
   _globals['_IMAGE']._serialized_start=101
   _globals['_IMAGE']._serialized_end=263
-  _globals['_DEVICESENT']._serialized_start=265
-  _globals['_DEVICESENT']._serialized_end=361
-  _globals['_MESSAGE']._serialized_start=364
-  _globals['_MESSAGE']._serialized_end=560
+  _globals['_DOCUMENT']._serialized_start=266
+  _globals['_DOCUMENT']._serialized_end=448
+  _globals['_DEVICESENT']._serialized_start=450
+  _globals['_DEVICESENT']._serialized_end=546
+  _globals['_MESSAGE']._serialized_start=549
+  _globals['_MESSAGE']._serialized_end=791
 # @@protoc_insertion_point(module_scope)

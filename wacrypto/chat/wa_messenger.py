@@ -331,7 +331,7 @@ class WaMessenger:
         targets = await self._targets(chat)
         if not targets:
             raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
-        own_copy = wamsg.Content(content.text, content.image, content.distribution, str(chat), None)
+        own_copy = content.sent_to(str(chat))
         plain_theirs = wamsg.encode(content, rng=self._rng)
         plain_own = wamsg.encode(own_copy, rng=self._rng)
         addresses = [await self._address(t) for t in targets]
@@ -353,29 +353,46 @@ class WaMessenger:
         return mid
 
     # ------------------------------------------------------------------ media
-    async def send_image(self, to: Jid | str, path: str | Path, media: MediaClient, *, caption: str = "",
-                         mimetype: str = "image/jpeg", message_id: str | None = None) -> str:
-        """Encrypt the image at ``path`` (WhatsApp's media scheme, a fresh media key), upload it to the
-        media endpoint of ``media``, then send its reference and keys like a text (to a group too)."""
-        enc, up = await media.upload(path, MediaType.IMAGE)
+    async def send_media(self, to: Jid | str, path: str | Path, media: MediaClient, *,
+                         kind: Literal["image", "document"] = "image", mimetype: str | None = None,
+                         caption: str = "", file_name: str | None = None, message_id: str | None = None) -> str:
+        """Encrypt the file at ``path`` (WhatsApp's media scheme, a fresh media key), upload it to the
+        media endpoint of ``media``, then send its reference and keys like a text (to a group too):
+        an image (with ``caption``) or a document (with ``file_name``, by default the file's)."""
+        media_type = MediaType.IMAGE if kind == "image" else MediaType.DOCUMENT
+        enc, up = await media.upload(path, media_type)
         url = up.url or (up.host.rstrip("/") + (up.direct_path or ""))
-        ref = wamsg.ImageRef(url, up.direct_path or "", enc.media_key, enc.file_sha256, enc.file_enc_sha256,
-                             enc.file_length, mimetype, caption)
-        content = wamsg.Content(image=ref)
+        if kind == "image":
+            content = wamsg.Content(image=wamsg.ImageRef(
+                url, up.direct_path or "", enc.media_key, enc.file_sha256, enc.file_enc_sha256, enc.file_length,
+                mimetype or "image/jpeg", caption))
+        else:
+            content = wamsg.Content(document=wamsg.DocumentRef(
+                url, up.direct_path or "", enc.media_key, enc.file_sha256, enc.file_enc_sha256, enc.file_length,
+                mimetype or "application/octet-stream", file_name if file_name is not None else Path(path).name))
         target = Jid.parse(to) if isinstance(to, str) else to
         if target.is_group:
             return await self.send_group(target, content, message_id=message_id)
         return await self.send(target, content, message_id=message_id)
 
+    async def send_image(self, to: Jid | str, path: str | Path, media: MediaClient, *, caption: str = "",
+                         mimetype: str = "image/jpeg", message_id: str | None = None) -> str:
+        """:meth:`send_media` of an image."""
+        return await self.send_media(to, path, media, kind="image", mimetype=mimetype, caption=caption,
+                                     message_id=message_id)
+
     @staticmethod
-    async def download_image(msg: ReceivedMessage, dst: str | Path, media: MediaClient) -> DecryptedMedia:
-        """Download, verify and decrypt the image of ``msg`` into ``dst`` (which appears only once
-        every check passed)."""
-        ref = msg.content.image
+    async def download_media(msg: ReceivedMessage, dst: str | Path, media: MediaClient) -> DecryptedMedia:
+        """Download, verify and decrypt the image or document of ``msg`` into ``dst`` (which appears
+        only once every check passed)."""
+        ref: wamsg.ImageRef | wamsg.DocumentRef | None = msg.content.image or msg.content.document
         if ref is None:
-            raise InvalidArgumentError("this message carries no image")
-        return await media.download([ref.url], dst, MediaType.IMAGE, ref.media_key,
+            raise InvalidArgumentError("this message carries no media")
+        media_type = MediaType.IMAGE if isinstance(ref, wamsg.ImageRef) else MediaType.DOCUMENT
+        return await media.download([ref.url], dst, media_type, ref.media_key,
                                     file_enc_sha256=ref.file_enc_sha256, file_sha256=ref.file_sha256)
+
+    download_image = download_media
 
     # ------------------------------------------------------------------ groups
     async def create_group(self, subject: str, participants: Sequence[Jid]) -> GroupInfo:
@@ -1103,9 +1120,9 @@ class WaMessenger:
         if group is not None and decision.resend_sender_key:  # a fresh copy of our sender key with it
             own = await self._address(self.me)
             skdm = await self._groups.create_distribution(str(group), own)
-            content = wamsg.Content(content.text, content.image, wamsg.SenderKeyDistribution(str(group), skdm))
+            content = content.with_distribution(wamsg.SenderKeyDistribution(str(group), skdm))
         elif device.user == self.me.user and group is None:
-            content = wamsg.Content(content.text, content.image, content.distribution, sent.chat, None)
+            content = content.sent_to(sent.chat)
         ct = await self.cipher.encrypt(addr, wamsg.encode(content, rng=self._rng))
         kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
         enc = Enc(kind, ct.body, count=receipt.count)

@@ -1,8 +1,8 @@
 """The plaintext of a WhatsApp message: what is inside an ``<enc>`` once decrypted and unpadded.
 
 :class:`Content` is the part wacrypto understands of WhatsApp's E2E ``Message`` protobuf
-(``proto/message.proto``): a text (``conversation``), an image reference (what the recipient needs to
-download and decrypt the blob), a sender-key distribution for a group, and the ``DeviceSentMessage``
+(``proto/message.proto``): a text (``conversation``), an image or document reference (what the
+recipient needs to download and decrypt the blob), a sender-key distribution for a group, and the ``DeviceSentMessage``
 wrapper our own other devices receive. :func:`encode` pads for ``v=2``; :func:`decode` is strict
 (padding checked, protobuf parsed, sizes bounded) and raises only
 :class:`~wacrypto.errors.InvalidMessageError`.
@@ -10,6 +10,7 @@ wrapper our own other devices receive. :func:`encode` pads for ``v=2``; :func:`d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Final, final
 
@@ -20,7 +21,7 @@ from wacrypto.primitives.keys import Rng, system_rng
 from wacrypto.primitives.protobuf import parse_message
 from wacrypto.whatsapp.padding import pad, unpad
 
-__all__ = ["Content", "ImageRef", "SenderKeyDistribution", "decode", "encode"]
+__all__ = ["Content", "DocumentRef", "ImageRef", "SenderKeyDistribution", "decode", "encode"]
 
 _MAX_TEXT: Final = 65536  # characters of a text, at most
 
@@ -45,6 +46,24 @@ class ImageRef:
 
 @final
 @dataclass(frozen=True, slots=True)
+class DocumentRef:
+    """An uploaded, encrypted document (any file): where it is and the keys to read it."""
+
+    url: str
+    direct_path: str
+    media_key: bytes
+    file_sha256: bytes
+    file_enc_sha256: bytes
+    file_length: int
+    mimetype: str = "application/octet-stream"
+    file_name: str = ""
+
+    def __repr__(self) -> str:  # the media key is a secret; the name is content
+        return f"DocumentRef(direct_path={self.direct_path!r}, file_length={self.file_length}, mimetype={self.mimetype!r})"
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class SenderKeyDistribution:
     group_id: str
     distribution: bytes  # a serialized SenderKeyDistributionMessage
@@ -61,18 +80,27 @@ class Content:
     distribution: SenderKeyDistribution | None = None
     destination: str | None = None
     phash: str | None = None
+    document: DocumentRef | None = None
 
     def __post_init__(self) -> None:
         if self.text is not None and len(self.text) > _MAX_TEXT:
             raise InvalidArgumentError(f"a text has at most {_MAX_TEXT} characters")
 
     def __repr__(self) -> str:  # never the text
-        kinds = [k for k, v in (("text", self.text), ("image", self.image), ("distribution", self.distribution)) if v is not None]
+        kinds = [k for k, v in (("text", self.text), ("image", self.image), ("document", self.document),
+                                ("distribution", self.distribution)) if v is not None]
         sent = "" if self.destination is None else ", device_sent"
         return f"Content({'+'.join(kinds) or 'empty'}{sent})"
 
     def without_distribution(self) -> Content:
-        return Content(self.text, self.image, None, self.destination, self.phash)
+        return dataclasses.replace(self, distribution=None)
+
+    def sent_to(self, destination: str | None) -> Content:
+        """This content as our own other devices receive it (``DeviceSentMessage``), or unwrapped (None)."""
+        return dataclasses.replace(self, destination=destination, phash=None)
+
+    def with_distribution(self, distribution: SenderKeyDistribution | None) -> Content:
+        return dataclasses.replace(self, distribution=distribution)
 
 
 def _fill(m: message_pb2.Message, c: Content) -> None:
@@ -89,6 +117,17 @@ def _fill(m: message_pb2.Message, c: Content) -> None:
         m.image.mimetype = i.mimetype
         if i.caption:
             m.image.caption = i.caption
+    if c.document is not None:
+        doc = c.document
+        m.document.url = doc.url
+        m.document.direct_path = doc.direct_path
+        m.document.media_key = doc.media_key
+        m.document.file_sha256 = doc.file_sha256
+        m.document.file_enc_sha256 = doc.file_enc_sha256
+        m.document.file_length = doc.file_length
+        m.document.mimetype = doc.mimetype
+        if doc.file_name:
+            m.document.file_name = doc.file_name
     if c.distribution is not None:
         m.sender_key_distribution.group_id = c.distribution.group_id
         m.sender_key_distribution.distribution = c.distribution.distribution
@@ -125,6 +164,9 @@ def _text(value: str, what: str) -> str:
 def _content(m: message_pb2.Message, destination: str | None, phash: str | None) -> Content:
     for what, value in (("text", m.conversation), ("image url", m.image.url), ("image path", m.image.direct_path),
                         ("image type", m.image.mimetype), ("image caption", m.image.caption),
+                        ("document url", m.document.url), ("document path", m.document.direct_path),
+                        ("document type", m.document.mimetype), ("document name", m.document.file_name),
+                        ("document title", m.document.title),
                         ("group id", m.sender_key_distribution.group_id)):
         _text(value, what)
     image = None
@@ -134,6 +176,13 @@ def _content(m: message_pb2.Message, destination: str | None, phash: str | None)
             raise InvalidMessageError("image: keys and hashes must be 32 bytes")
         image = ImageRef(i.url, i.direct_path, i.media_key, i.file_sha256, i.file_enc_sha256, i.file_length,
                          i.mimetype, i.caption)
+    document = None
+    if m.HasField("document"):
+        doc = m.document
+        if len(doc.media_key) != 32 or len(doc.file_sha256) != 32 or len(doc.file_enc_sha256) != 32:
+            raise InvalidMessageError("document: keys and hashes must be 32 bytes")
+        document = DocumentRef(doc.url, doc.direct_path, doc.media_key, doc.file_sha256, doc.file_enc_sha256,
+                               doc.file_length, doc.mimetype, doc.file_name)
     dist = None
     if m.HasField("sender_key_distribution"):
         d = m.sender_key_distribution
@@ -143,7 +192,7 @@ def _content(m: message_pb2.Message, destination: str | None, phash: str | None)
     text = m.conversation if m.HasField("conversation") else None
     if text is not None and len(text) > _MAX_TEXT:
         raise InvalidMessageError("text too long")
-    return Content(text, image, dist, destination, phash)
+    return Content(text, image, dist, destination, phash, document)
 
 
 def decode(plaintext: bytes, *, v: int = 2) -> Content:
