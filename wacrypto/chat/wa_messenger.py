@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections import deque
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -129,6 +130,7 @@ __all__ = [
     "LinkedDevice",
     "ReceiptReceived",
     "ReceivedMessage",
+    "SendRejected",
     "Undecryptable",
     "WaEvent",
     "WaHealth",
@@ -140,6 +142,9 @@ __all__ = [
 SENDER_KEY_TYPE: Final = 7  # the dedup digest's kind byte of a SenderKeyMessage
 STANZA_TYPE: Final = 0  # outbox rows of this messenger hold a whole encoded <message> stanza
 IQ_TIMEOUT: Final = 20.0
+RESEND_AFTER: Final = 30.0  # seconds: what is unacknowledged and not in flight is sent again
+OUTBOX_BATCH: Final = 500  # outbox rows read at a time
+_FINAL_NACKS: Final = frozenset({"487", "488", "491"})  # malformed, unacceptable, bad protobuf: never taken
 SENT_RETENTION: Final = 7 * 86400.0  # seconds a sent plaintext is kept for retry receipts
 SIGNED_PREKEY_MAX_AGE: Final = 7 * 86400.0
 RETRY_KEEP: Final = 14 * 86400.0  # seconds a receiver's retry count is remembered
@@ -212,7 +217,18 @@ class DeviceRejected:
     reason: str
 
 
-WaEvent = ReceivedMessage | ReceiptReceived | IdentityChanged | Undecryptable | DeviceRejected | StateChanged
+@final
+@dataclass(frozen=True, slots=True)
+class SendRejected:
+    """The server refused a sent message for good (nack ``code``: 487 malformed, 488 not acceptable,
+    491 bad protobuf); it left the outbox."""
+
+    id: str
+    code: int
+
+
+WaEvent = (ReceivedMessage | ReceiptReceived | IdentityChanged | Undecryptable | DeviceRejected | SendRejected
+           | StateChanged)
 
 
 @final
@@ -284,6 +300,8 @@ class WaMessenger:
         self._flush_wake = trio.Event()
         self._uploader = PrekeyUploader(registered=False)
         self._inflight: set[str] = set()
+        self._queue: deque[tuple[str, bytes]] = deque()  # committed stanzas to send: (id, encoded node)
+        self._reload = True  # read the outbox before sending anything else (after each login)
         self._held: dict[Jid, list[Node]] = {}  # refused identity: messages waiting per sender device
         self._pending_identity: dict[Jid, bytes] = {}  # refused identity: the new key, until accepted
         self._emitted: set[tuple[Jid, str]] = set()  # handed to the application, not handled yet
@@ -347,8 +365,10 @@ class WaMessenger:
                 encs.append((t, Enc(kind, ct.body)))
             node = OutgoingMessage(mid, str(chat), tuple(encs),
                                    device_identity=self.device_identity if pkmsg and self.me.device else None).to_node()
-            await tx.outbox_put(OutboxEntry(mid, str(chat), STANZA_TYPE, encode_node(node), now))
+            body = encode_node(node)
+            await tx.outbox_put(OutboxEntry(mid, str(chat), STANZA_TYPE, body, now))
             await tx.sent_put(SentMessage(mid, str(chat), wamsg.encode(content, v=3), now))
+        self._queue.append((mid, body))
         self._flush_wake.set()
         return mid
 
@@ -435,9 +455,11 @@ class WaMessenger:
                 encs.append((d, Enc("pkmsg" if ct.type == PREKEY_TYPE else "msg", ct.body)))
             body = await self._groups.encrypt_in(tx, gid, own, wamsg.encode(content, rng=self._rng))
             node = GroupMessage(mid, group, tuple(encs), Enc("skmsg", body)).to_node()
-            await tx.outbox_put(OutboxEntry(mid, gid, STANZA_TYPE, encode_node(node), now))
+            stanza = encode_node(node)
+            await tx.outbox_put(OutboxEntry(mid, gid, STANZA_TYPE, stanza, now))
             await tx.sent_put(SentMessage(mid, gid, wamsg.encode(content, v=3), now))
             await tx.set_meta(_META_SKDM + gid, json.dumps(sorted(known | {str(d) for d in needs})).encode())
+        self._queue.append((mid, stanza))
         self._flush_wake.set()
         return mid
 
@@ -840,6 +862,7 @@ class WaMessenger:
             self.login_problem = exc  # the next login tries again
             return
         self._logged_in.set()
+        self._reload = True
         self._flush_wake.set()
         await self._prune_sent()
 
@@ -849,34 +872,51 @@ class WaMessenger:
             await tx.retry_prune(self._clock() - RETRY_KEEP)
 
     async def _flusher(self) -> None:
-        """Send the outbox (oldest first) after each login and each new send."""
+        """Send what was committed, in order: after each login the whole outbox first (oldest first),
+        then each new send as it commits; every RESEND_AFTER seconds what is still unacknowledged
+        and not in flight (nacked for now, say) is read from the outbox and sent again."""
         while True:
-            await self._flush_wake.wait()
+            woke = False
+            with trio.move_on_after(RESEND_AFTER):
+                await self._flush_wake.wait()
+                woke = True
             self._flush_wake = trio.Event()
             if not self._logged_in.is_set():
                 continue
-            async with self.store.transaction() as tx:
-                rows = await tx.outbox_list(limit=1000)
+            if self._reload or not woke:
+                self._reload = False
+                async with self.store.transaction() as tx:
+                    rows = await tx.outbox_list(limit=OUTBOX_BATCH)
+                if len(rows) == OUTBOX_BATCH:
+                    self._reload = True  # more behind these: read on once they are sent
+                    self._flush_wake.set()
+                stored = [(r.message_id, r.body) for r in rows if r.msg_type == STANZA_TYPE]
+                ids = {i for i, _ in stored}
+                self._queue = deque(stored + [q for q in self._queue if q[0] not in ids])
             try:
-                for row in rows:
-                    if row.msg_type != STANZA_TYPE or row.message_id in self._inflight:
+                while self._queue and self._logged_in.is_set():
+                    mid, body = self._queue.popleft()
+                    if mid in self._inflight:
                         continue
-                    self._inflight.add(row.message_id)
-                    await self._send(decode_node(row.body))
+                    self._inflight.add(mid)
+                    await self._send(decode_node(body))
                     self.sent += 1
-                    self._sent_at.setdefault(row.message_id, self._clock())
+                    self._sent_at.setdefault(mid, self._clock())
                     if self.metrics is not None:
                         self.metrics.sent.inc()
             except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
-                continue
-            if len(rows) == 1000:
-                self._flush_wake.set()
+                continue  # the connection went: the next login reads the outbox again
 
     async def _on_ack(self, node: Node) -> None:
         mid = node.attrs.get("id", "")
-        if node.attrs.get("error") is not None:
-            self._inflight.discard(mid)  # nacked: stays in the outbox, sent again on the next login
-            return
+        error = node.attrs.get("error")
+        if error is not None:
+            self._inflight.discard(mid)
+            if error in _FINAL_NACKS:  # the server will never take it: drop it and say so
+                async with self.store.transaction() as tx:
+                    if await tx.outbox_remove(mid):
+                        await self._emit(SendRejected(mid, int(error)))
+            return  # else (a full mailbox share, say): stays in the outbox, sent again later
         async with self.store.transaction() as tx:
             removed = await tx.outbox_remove(mid)
         self._inflight.discard(mid)
