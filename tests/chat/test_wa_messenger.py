@@ -21,6 +21,8 @@ from wacrypto.chat.wa_messenger import (
     IdentityChanged,
     ReceiptReceived,
     ReceivedMessage,
+    SendRejected,
+    STANZA_TYPE,
     Undecryptable,
     WaEvent,
     WaMessenger,
@@ -35,7 +37,10 @@ from wacrypto.session import account
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore
 from wacrypto.transport.chat_connection import KeepaliveSettings
+from wacrypto.store.protocols import OutboxEntry
 from wacrypto.whatsapp.jid import Jid
+from wacrypto.whatsapp.stanzas import Enc, OutgoingMessage
+from wacrypto.wire.binary import encode_node
 
 KEYS, _, _ = ServerKeys.generate()
 STEP = 20.0  # seconds any one step may take
@@ -503,4 +508,26 @@ async def test_pn_to_lid_migration_moves_sessions_identities_and_sender_keys(tmp
             await b.m.send_group(group.group, "group two")  # read with the moved sender key: no retry
             await _handled(a, "group two")
             assert not [e for e in a.events if isinstance(e, Undecryptable)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_message_the_server_refuses_for_good_leaves_the_outbox_with_an_event(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    carol = Jid("15550000003", "s.whatsapp.net")
+    # in alice's outbox (a bug, or a store written by something else): a stanza naming a third
+    # account's device among bob's: the server answers 488, which no resend will change
+    bad = OutgoingMessage("BAD1", str(bob.jid), ((carol, Enc("msg", b"\x33" * 40)),)).to_node()
+    s = await open_store(alice.url)
+    async with s.transaction() as tx:
+        await tx.outbox_put(OutboxEntry("BAD1", str(bob.jid), STANZA_TYPE, encode_node(bad), 0.0))
+    await s.aclose()
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd), running(alice, chatd) as a:
+            rejected = await a.wait_for(SendRejected)
+            assert rejected.id == "BAD1" and rejected.code == 488
+            assert await a.m.pending() == 0
+            await a.m.send_text(bob.jid, "the next one goes through")
         nursery.cancel_scope.cancel()
