@@ -197,7 +197,7 @@ def _stanza(fdp: atheris.FuzzedDataProvider) -> bytes:
         return encode_stanza(Message(ident, fdp.ConsumeBytes(64)))
     if kind == 3:
         return encode_stanza(Ack(ident))
-    return encode_stanza(StreamError(StreamErrorCode(fdp.ConsumeIntInRange(0, 5)), ident))
+    return encode_stanza(StreamError(list(StreamErrorCode)[fdp.ConsumeIntInRange(0, 5)], ident))
 
 
 def _build_stream(fdp: atheris.FuzzedDataProvider, sender: NoiseConnection) -> tuple[bytes, list[bytes], bool]:

@@ -71,7 +71,6 @@ from wacrypto.whatsapp.stanzas import (
     PrekeyUpload,
     Receipt,
     SignedPreKey,
-    StreamCode,
     StreamError,
     Success,
     UsyncDevices,
@@ -228,7 +227,7 @@ class ChatService:
                     pushes = self._notify(tx, self._audience(tx, account, device), note, now)
             outs = []
             if self._online.pop(device, None) is not None:
-                outs.append(Out(device, StreamError(StreamCode.LOGGED_OUT, "device_removed").to_node()))
+                outs.append(Out(device, StreamError.device_removed().to_node()))
             return outs + self._pushed(pushes)
 
     def expire(self, now: float) -> int:

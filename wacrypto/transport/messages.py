@@ -25,6 +25,7 @@ from wacrypto.transport._pb import DECODE_ERRORS
 from wacrypto._proto import noise_pb2
 from wacrypto.errors import FrameError, HandshakeError, InvalidArgumentError, InvalidMessageError
 from wacrypto.wire.binary import Node, decode_node, encode_node
+from wacrypto.wire.stream_error import StreamCode, conflict_type, parse_stream_error, stream_error_node
 from wacrypto.transport.noise import NoiseMessage
 
 __all__ = [
@@ -171,13 +172,7 @@ class ClientPayload:
 
 
 # --------------------------------------------------------------------------- stanzas
-class StreamErrorCode(enum.IntEnum):
-    UNKNOWN = 0
-    CONFLICT = 1  # replaced by another instance: never auto-reconnect
-    LOGGED_OUT = 2  # device logged out / removed: never auto-reconnect
-    CLIENT_OUTDATED = 3  # never auto-reconnect
-    RESTART_REQUIRED = 4  # reconnect at once
-    RATE_LIMITED = 5  # reconnect with an extra penalty
+StreamErrorCode = StreamCode  # the codes' one table: wacrypto/wire/stream_error.py
 
 
 @final
@@ -240,18 +235,6 @@ class Ack:
 
 Stanza = Ping | Pong | StreamError | Message | Ack | Node
 
-# The WhatsApp stream error codes of each StreamErrorCode (docs/chat-protocol.md) and back
-_STREAM_CODES: Final = {
-    StreamErrorCode.UNKNOWN: 500,
-    StreamErrorCode.CONFLICT: 440,
-    StreamErrorCode.LOGGED_OUT: 401,
-    StreamErrorCode.CLIENT_OUTDATED: 405,
-    StreamErrorCode.RESTART_REQUIRED: 515,
-    StreamErrorCode.RATE_LIMITED: 429,
-}
-_CODES_STREAM: Final = {v: k for k, v in _STREAM_CODES.items()}
-_CONFLICT_TYPES: Final = {StreamErrorCode.CONFLICT: "replaced", StreamErrorCode.LOGGED_OUT: "device_removed"}
-_CONFLICT_CODES: Final = {"replaced": StreamErrorCode.CONFLICT, "device_removed": StreamErrorCode.LOGGED_OUT}
 PING_ID_PREFIX: Final = "ping."
 _SERVER: Final = "s.whatsapp.net"
 
@@ -288,11 +271,7 @@ def stanza_node(st: Stanza) -> Node:
         return Node("iq", {"id": f"{PING_ID_PREFIX}{st.id}", "type": "result"})
     if t is StreamError:
         assert isinstance(st, StreamError)
-        attrs = {"code": str(_STREAM_CODES[st.code])}
-        if st.text:
-            attrs["text"] = st.text
-        conflict = _CONFLICT_TYPES.get(st.code)
-        return Node("stream:error", attrs, None if conflict is None else (Node("conflict", {"type": conflict}),))
+        return stream_error_node(st.code, conflict=conflict_type(st.code), text=st.text)
     raise InvalidArgumentError(f"not a stanza: {type(st).__name__}")
 
 
@@ -315,15 +294,8 @@ def node_stanza(node: Node) -> Stanza:
     if tag == "ack" and set(attrs) == {"class", "id"} and attrs["class"] == "message" and node.content is None:
         return Ack(attrs["id"])
     if tag == "stream:error":
-        code_text = attrs.get("code")
-        code = StreamErrorCode.UNKNOWN
-        if code_text is not None and code_text.isdigit() and code_text.isascii() and len(code_text) <= 4:
-            code = _CODES_STREAM.get(int(code_text), StreamErrorCode.UNKNOWN)
-        conflict = node.child("conflict") if isinstance(node.content, tuple) else None
-        if conflict is not None and code_text is None:
-            code = _CONFLICT_CODES.get(conflict.attrs.get("type", ""), StreamErrorCode.UNKNOWN)
-        text = attrs.get("text", "")
-        return StreamError(code, text[:MAX_ERROR_TEXT_LEN])
+        end = parse_stream_error(node)
+        return StreamError(end.code, end.text)
     return node
 
 

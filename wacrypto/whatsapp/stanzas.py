@@ -48,6 +48,7 @@ from wacrypto.primitives.keys import PublicKey
 from wacrypto.signal.bundle import PreKeyBundle
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.wire.binary import Node
+from wacrypto.wire.stream_error import StreamCode, conflict_type, parse_stream_error, stream_error_node
 
 __all__ = [
     "Ack", "DeviceBundle", "DeviceIdentityUpload", "DevicesNotification", "Enc", "EncryptCountNotification",
@@ -797,45 +798,32 @@ class Failure:
         return cls(_uint_attr(node, "reason", 999))
 
 
-class StreamCode(enum.IntEnum):
-    """``<stream:error code>``: what the client does next (docs/chat-protocol.md)."""
-
-    LOGGED_OUT = 401  # logged out / device removed: never reconnect
-    CLIENT_OUTDATED = 405  # never reconnect
-    RATE_LIMITED = 429  # reconnect with a penalty
-    REPLACED = 440  # another connection of this device took over: never reconnect
-    INTERNAL = 500  # other: reconnect
-    RESTART_REQUIRED = 515  # reconnect now
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class StreamError:
-    """``<stream:error code>[<conflict type/>]</stream:error>``, the server's last stanza on a stream."""
+    """``<stream:error code>[<conflict type/>]</stream:error>``, the server's last stanza on a stream
+    (codes and layout: :mod:`wacrypto.wire.stream_error`)."""
 
     code: StreamCode
-    conflict: str | None = None  # "replaced" with 440
+    conflict: str | None = None  # "replaced" with 440, "device_removed" with 401
 
     @classmethod
     def replaced(cls) -> StreamError:
         """What the first connection of a device gets when a second one logs in."""
-        return cls(StreamCode.REPLACED, "replaced")
+        return cls(StreamCode.REPLACED, conflict_type(StreamCode.REPLACED))
+
+    @classmethod
+    def device_removed(cls) -> StreamError:
+        """What the live connection of a device gets when its account removes it."""
+        return cls(StreamCode.LOGGED_OUT, conflict_type(StreamCode.LOGGED_OUT))
 
     def to_node(self) -> Node:
-        kids = None if self.conflict is None else (Node("conflict", {"type": self.conflict}),)
-        return Node("stream:error", {"code": str(int(self.code))}, kids)
+        return stream_error_node(self.code, conflict=self.conflict)
 
     @classmethod
     def from_node(cls, node: Node) -> StreamError:
-        if node.tag != "stream:error":
-            raise InvalidMessageError("not a stream error")
-        raw = _uint_attr(node, "code", 999)
-        try:
-            code = StreamCode(raw)
-        except ValueError:
-            code = StreamCode.INTERNAL  # an unknown code: "other"
-        conflict = node.child("conflict")
-        return cls(code, None if conflict is None else attr(conflict, "type"))
+        end = parse_stream_error(node, strict=True)
+        return cls(end.code, end.conflict)
 
 
 # --------------------------------------------------------------------------- device lists (usync)
