@@ -3,17 +3,12 @@ stanzas from its SQLite database (docs/chat-protocol.md), with SQLite key stores
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
-from wacrypto.chat.client import ChatClientConfig
-from wacrypto.chat.events import ClientState, StateChanged
+from wacrypto.chat.events import ClientState
 from wacrypto.errors import ConflictError
 from wacrypto.session.groups import GroupCipher
 from wacrypto.chat.wa_messenger import (
@@ -24,120 +19,18 @@ from wacrypto.chat.wa_messenger import (
     SendRejected,
     STANZA_TYPE,
     Undecryptable,
-    WaEvent,
     WaMessenger,
     link_companion,
-    open_wa_messenger,
 )
 from wacrypto.chatd.media import MediaServer
-from wacrypto.chatd.server import ChatdServer, ServerKeys
 from wacrypto.media.client import MediaClient
-from wacrypto.primitives.keys import KeyPair
 from wacrypto.session import account
 from wacrypto.store import open_store
-from wacrypto.store.protocols import KeyStore
-from wacrypto.transport.chat_connection import KeepaliveSettings
 from wacrypto.store.protocols import OutboxEntry
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.whatsapp.stanzas import Enc, OutgoingMessage
 from wacrypto.wire.binary import encode_node
-
-KEYS, _, _ = ServerKeys.generate()
-STEP = 20.0  # seconds any one step may take
-
-
-@dataclass
-class Device:
-    jid: Jid
-    url: str
-    static: KeyPair = field(default_factory=KeyPair.generate)
-
-
-@dataclass
-class Running:
-    m: WaMessenger
-    store: KeyStore
-    events: list[WaEvent] = field(default_factory=list)
-    changed: trio.Event = field(default_factory=trio.Event)
-
-    async def wait_for(self, kind: type, pred: Any = lambda e: True) -> Any:
-        with trio.fail_after(STEP):
-            while True:
-                for e in self.events:
-                    if isinstance(e, kind) and pred(e):
-                        return e
-                self.changed = trio.Event()
-                await self.changed.wait()
-
-    async def next_message(self, text: str | None = None) -> ReceivedMessage:
-        got: ReceivedMessage = await self.wait_for(ReceivedMessage, lambda e: text is None or e.text == text)
-        return got
-
-
-class Chatd:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.port = 0
-        self.server: ChatdServer | None = None
-        self._scope: trio.CancelScope | None = None
-
-    async def start(self, nursery: trio.Nursery) -> None:
-        server = ChatdServer(KEYS, database=self.path, keepalive=KeepaliveSettings(interval=0))
-
-        done = self._done = trio.Event()
-
-        async def serve(task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED) -> None:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                try:
-                    await server.serve("127.0.0.1", [self.port], task_status=task_status)
-                finally:
-                    server.close()
-                    done.set()
-
-        (self.port,) = await nursery.start(serve)
-        self.server = server
-
-    async def stop(self) -> None:
-        """Stop serving (every connection dropped, the database closed) and wait until it has."""
-        assert self._scope is not None
-        self._scope.cancel()
-        await self._done.wait()
-
-
-def _config(d: Device, port: int) -> ChatClientConfig:
-    return ChatClientConfig(host="127.0.0.1", trusted_root=KEYS.root_public, static_key=d.static, ports=(port,),
-                            keepalive=KeepaliveSettings(interval=0), backoff_base=0.05, backoff_cap=0.3,
-                            connect_timeout=5.0)
-
-
-async def _new_device(tmp: Path, user: str, device: int = 0, server: str = "s.whatsapp.net") -> Device:
-    d = Device(Jid(user, server, device), f"sqlite:///{tmp / f'{user}-{device}.db'}")
-    s = await open_store(d.url)
-    await account.create_account(s, prekeys=0)
-    await s.aclose()
-    return d
-
-
-@asynccontextmanager
-async def running(d: Device, chatd: Chatd, **kwargs: Any) -> AsyncIterator[Running]:
-    store = await open_store(d.url)
-    try:
-        async with open_wa_messenger(store, _config(d, chatd.port), d.jid, **kwargs) as m, trio.open_nursery() as n:
-            r = Running(m, store)
-
-            async def collect() -> None:
-                async for ev in m.events():
-                    r.events.append(ev)
-                    r.changed.set()
-
-            n.start_soon(collect)
-            with trio.fail_after(STEP):
-                await m.wait_logged_in()
-            yield r
-            n.cancel_scope.cancel()
-    finally:
-        await store.aclose()
+from wa_harness import STEP, Chatd, Device, Running, _handled, _new_device, running
 
 
 async def test_registration_and_a_conversation_both_ways(tmp_path: Path) -> None:
@@ -326,12 +219,6 @@ async def test_an_image_and_a_group_of_three(tmp_path: Path) -> None:
                 assert msg.sender == bob.jid
                 await dev.m.mark_handled(msg)
         nursery.cancel_scope.cancel()
-
-
-async def _handled(dev: Running, text: str) -> ReceivedMessage:
-    msg = await dev.next_message(text)
-    await dev.m.mark_handled(msg)
-    return msg
 
 
 async def test_prekeys_are_replenished_below_five_and_each_is_handed_out_once(tmp_path: Path) -> None:
