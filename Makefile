@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FUZZ_RUNS ?= 2000
 
-.PHONY: all venv demo test typecheck pytest fuzz interop-setup bench proto clean
+.PHONY: all venv demo test typecheck pytest fuzz interop-setup soak bench proto clean
 
 # Benchmark-only peer: Baileys' pure-JS libsignal (npm `libsignal`, exact pins in package-lock.json).
 BAILEYS := bench/peers/baileys
@@ -30,6 +30,11 @@ demo: venv
 
 interop-setup:
 	bash tests/interop/setup.sh
+
+# The long chaos soak (docs/soak.md): chatd and 4 client processes, SIGKILLs, cut and stalled connections,
+# SQLite then PostgreSQL stores; parameters are SOAK_* variables, e.g. make soak SOAK_STORE=sqlite SOAK_SECONDS=120
+soak: venv
+	$(BIN)/python tests/soak/soak_harness.py
 
 typecheck: venv
 	$(BIN)/mypy

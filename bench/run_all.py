@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_signal.py", "bench_groups.py", "bench_media.py", "bench_store.py", "bench_transport.py", "bench_messenger.py"]
+BENCHES = ["bench_signal.py", "bench_groups.py", "bench_media.py", "bench_store.py", "bench_transport.py", "bench_messenger.py",
+           "bench_e2e.py"]
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "wacrypto.tools.cli.media",
     "wacrypto.tools.cli.store",
     "wacrypto.tools.cli.chatd",
+    "wacrypto.tools.cli.wa_client",
     "wacrypto.tools.vectors.cli",
 )
 

@@ -115,9 +115,11 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
             keys, keepalive=keepalive, min_client_version=args.min_version, relay=args.relay,
             mailbox_limit=args.mailbox_limit, mailbox_sender_limit=args.mailbox_sender_limit,
             mailbox_stranger_limit=args.mailbox_stranger_limit, mailbox_ttl=args.mailbox_days * 86400.0,
+            database=args.database,
         )
         media = MediaServer(Path(args.dir) / "media") if args.media_port is not None else None
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_close_at_exit, server)
             try:
                 bound = await nursery.start(server.serve, args.host, args.ports)
                 if media is not None:
@@ -134,10 +136,19 @@ def _cmd_chatd_run(args: argparse.Namespace) -> int:
             for port in args.stall_port or []:
                 server.stall_port(port)
             _emit({"event": "listening", "host": args.host, "ports": bound, "pid": os.getpid(), "relay": args.relay}
-                  | ({"media_url": media.url} if media is not None else {}))
+                  | ({"media_url": media.url} if media is not None else {})
+                  | ({"database": str(args.database)} if args.database is not None else {}))
 
     trio.run(main)  # until Ctrl-C (exit 130, see main())
     return 0
+
+
+async def _close_at_exit(server: ChatdServer) -> None:
+    """Close the server's database when serving ends (Ctrl-C); a SIGKILL loses nothing committed."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        server.close()
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -283,6 +294,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--mailbox-days", type=_positive, default=DEFAULT_MAILBOX_TTL / 86400, metavar="DAYS",
                      help=f"relay: days a message waits unacknowledged before it is dropped "
                           f"(default {DEFAULT_MAILBOX_TTL / 86400:g})")
+    run.add_argument("--database", type=Path, metavar="PATH",
+                     help="serve the WhatsApp stanzas of docs/chat-protocol.md to clients whose handshake names a "
+                          "device (wacrypto.chat.wa_messenger), keeping logins, keys, devices and mailboxes in "
+                          "this SQLite file (created if missing; default: not served)")
     run.add_argument("--media-port", type=_port, metavar="N",
                      help="also serve media uploads and downloads (wacrypto.chatd.media) on this port, blobs kept "
                           "in DIR/media (0: a free port; default: no media endpoint)")

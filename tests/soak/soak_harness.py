@@ -1,0 +1,650 @@
+"""The chaos soak (issue 12): chatd and several ``wacrypto wa-client`` processes, many 1:1
+conversations, SIGKILLs and restarts of chatd and of clients at seeded random moments, connections
+cut and stalled by a loopback proxy; then a ledger of every message.
+
+Run ``make soak`` (or ``.venv/bin/python tests/soak/soak_harness.py``); the parameters are
+environment variables (``SOAK_*``, see :class:`SoakConfig`); ``tests/soak/test_soak.py`` runs a short
+one inside ``make test``. docs/soak.md describes the contract checked and how to read the report.
+
+The ledger's contract (the application's view of WaMessenger):
+
+* a message whose id was printed (``{"sent"}``: ``send_text`` returned, so it was committed) is
+  received by its recipient device: none **lost**;
+* a message is handed out once per recipient lifetime, and never again once its ``{"handled"}`` line
+  (``mark_handled`` returned) was printed: a second one is a **duplicate**. A recipient killed between
+  ``{"received"}`` and ``{"handled"}`` gets it again after its restart: a **redelivery**, allowed;
+* nothing is received that was not sent by that sender to that device (**invented**, misrouted), nor
+  under another id than the one ``send_text`` returned; a send that raised (``{"failed"}``) is never
+  delivered;
+* afterwards every outbox is empty and a final message in every conversation, both ways, arrives
+  (the sessions still work); a restart of every client then hands out nothing.
+
+A send under way when its sender was killed (no ``sent`` nor ``failed`` line) may or may not be
+delivered: counted apart (``unconfirmed``), never a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import Child, Line, Proxy, chatd_argv, init_chatd_keys, pg_databases, wa_client_argv  # noqa: E402
+
+from wacrypto.testing.chatd_process import free_port  # noqa: E402
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class SoakConfig:
+    """Every field is also an environment variable: ``SOAK_`` + its name in capitals."""
+
+    seed: int = 1
+    clients: int = 4  # client processes
+    devices: int = 2  # accounts (one device each) per client process
+    seconds: float = 30.0  # traffic phase
+    rate: float = 20.0  # messages issued per second (all senders together)
+    window: int = 4  # sends under way per device at most
+    chatd_kills: int = 4
+    client_kills: int = 6
+    drops: int = 4  # the proxy cuts connections (all of them, or one)
+    stalls: int = 3  # the proxy forwards nothing for a while
+    store: str = "sqlite"  # the clients' key stores: sqlite or postgresql
+    drain_timeout: float = 180.0  # hang guard of the drain and final phases (not a performance target)
+    keep: bool = False  # keep the work folder (logs, stores, chatd database)
+
+    @classmethod
+    def from_env(cls, **defaults: Any) -> SoakConfig:
+        """``defaults`` over the class's, the ``SOAK_*`` environment variables over both."""
+        values: dict[str, Any] = dict(defaults)
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get(f"SOAK_{f.name.upper()}")
+            if raw is not None:
+                kind = type(getattr(cls(), f.name))
+                values[f.name] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------- the ledger
+@dataclass
+class Received:
+    child: str
+    lifetime: int
+    id: str
+    redelivered: bool
+
+
+@dataclass
+class Msg:
+    key: str
+    sender: str  # device JID
+    to: str  # the recipient device JID
+    text: str
+    sender_lifetime: int
+    state: str = "issued"  # issued -> sent | failed
+    id: str | None = None
+    received: list[Received] = field(default_factory=list)
+    handled: bool = False
+
+
+class Ledger:
+    """Every message the harness asked for, and every line the clients printed about it."""
+
+    def __init__(self) -> None:
+        self.msgs: dict[str, Msg] = {}
+        self.under_way: dict[str, set[str]] = {}  # device -> keys issued, no sent/failed line yet
+        self._by_id: dict[tuple[str, str], str] = {}  # (recipient, id) -> key
+        self.problems: list[str] = []
+        self.duplicates = 0
+        self.redeliveries = 0
+        self.invented = 0
+        self.misrouted = 0
+        self.id_mismatches = 0
+        self.failed_but_delivered = 0
+        self.received_lines = 0
+        self.handled_lines = 0
+
+    def _problem(self, text: str) -> None:
+        if len(self.problems) < 200:
+            self.problems.append(text)
+
+    def issue(self, key: str, sender: str, to: str, text: str, lifetime: int) -> None:
+        assert key not in self.msgs
+        self.msgs[key] = Msg(key, sender, to, text, lifetime)
+        self.under_way.setdefault(sender, set()).add(key)
+
+    def retract(self, key: str) -> None:
+        """The command never reached the sender (its stdin was closed)."""
+        m = self.msgs.pop(key)
+        self.under_way[m.sender].discard(key)
+
+    def sender_died(self, devices: list[str]) -> None:
+        """Its sends under way stay unconfirmed: no sent/failed line will come for them."""
+        for d in devices:
+            self.under_way[d] = set()
+
+    def on_sent(self, key: str, mid: str, me: str) -> None:
+        m = self.msgs.get(key)
+        if m is None or m.sender != me:
+            self._problem(f"sent line for a key never issued by {me}: {key}")
+            return
+        self.under_way[me].discard(key)
+        m.state, m.id = "sent", mid
+        for r in m.received:
+            if r.id != mid:
+                self.id_mismatches += 1
+                self._problem(f"{key}: received as {r.id}, send_text returned {mid}")
+
+    def on_failed(self, key: str, me: str) -> None:
+        m = self.msgs.get(key)
+        if m is None:
+            self._problem(f"failed line for a key never issued: {key}")
+            return
+        self.under_way[me].discard(key)
+        m.state = "failed"
+        if m.received:
+            self.failed_but_delivered += 1
+            self._problem(f"{key}: send_text raised, yet it was delivered")
+
+    def on_received(self, child: str, lifetime: int, me: str, mid: str, sender: str, text: str,
+                    redelivered: bool) -> None:
+        self.received_lines += 1
+        key = text.split("|", 1)[0]
+        m = self.msgs.get(key)
+        if m is None or m.text != text:
+            self.invented += 1
+            self._problem(f"{me} received {mid} from {sender}, a text nobody sent")
+            return
+        if m.to != me or m.sender != sender:
+            self.misrouted += 1
+            self._problem(f"{key} ({m.sender} -> {m.to}) arrived at {me} from {sender}")
+            return
+        if m.id is not None and m.id != mid:
+            self.id_mismatches += 1
+            self._problem(f"{key}: received as {mid}, send_text returned {m.id}")
+        if m.handled:
+            self.duplicates += 1
+            self._problem(f"{key} ({mid}) received again by {me} (lifetime {lifetime}) after its handled line")
+        elif any(r.child == child and r.lifetime == lifetime for r in m.received):
+            self.duplicates += 1
+            self._problem(f"{key} ({mid}) received twice by {me} in one lifetime ({lifetime})")
+        elif m.received:
+            self.redeliveries += 1
+        if m.state == "failed":
+            self.failed_but_delivered += 1
+            self._problem(f"{key}: send_text raised, yet it was delivered")
+        m.received.append(Received(child, lifetime, mid, redelivered))
+        self._by_id[(me, mid)] = key
+
+    def on_handled(self, me: str, mid: str) -> None:
+        self.handled_lines += 1
+        key = self._by_id.get((me, mid))
+        if key is None:
+            self._problem(f"{me} printed handled for {mid}, which it never printed as received")
+            return
+        self.msgs[key].handled = True
+
+    def open_receipts(self, current: dict[str, tuple[str, int]]) -> list[str]:
+        """Keys received in their recipient's current lifetime and not handled yet."""
+        out = []
+        for m in self.msgs.values():
+            if m.received and not m.handled:
+                cur = current.get(m.to)
+                if cur is not None and any((r.child, r.lifetime) == cur for r in m.received):
+                    out.append(m.key)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        confirmed = [m for m in self.msgs.values() if m.state == "sent"]
+        unconfirmed = [m for m in self.msgs.values() if m.state == "issued"]
+        lost = [m for m in confirmed if not m.received]
+        for m in lost[:20]:
+            self._problem(f"lost: {m.key} {m.id} {m.sender} -> {m.to}")
+        return {
+            "issued": len(self.msgs),
+            "sent": len(confirmed),
+            "failed": sum(m.state == "failed" for m in self.msgs.values()),
+            "unconfirmed": len(unconfirmed),
+            "unconfirmed_delivered": sum(bool(m.received) for m in unconfirmed),
+            "received_lines": self.received_lines,
+            "handled_lines": self.handled_lines,
+            "delivered": sum(bool(m.received) for m in confirmed),
+            "handled_unconfirmed": sum(bool(m.received) and not m.handled for m in confirmed),
+            "redeliveries": self.redeliveries,
+            "lost": len(lost),
+            "duplicates": self.duplicates,
+            "invented": self.invented,
+            "misrouted": self.misrouted,
+            "id_mismatches": self.id_mismatches,
+            "failed_but_delivered": self.failed_but_delivered,
+        }
+
+
+# --------------------------------------------------------------------------- the processes
+@dataclass(frozen=True)
+class Conversation:
+    """A chat the traffic uses: ``kind`` "pair" (1:1, both ways). The hook for groups: a "group"
+    kind whose members all receive each message, sent with a ``send_group`` command."""
+
+    kind: str
+    members: tuple[str, ...]
+
+
+def conversations(devices: list[str]) -> list[Conversation]:
+    return [Conversation("pair", (a, b)) for i, a in enumerate(devices) for b in devices[i + 1:]]
+
+
+_EVENTS = ("undecryptable", "identity_changed", "device_rejected", "rejected", "closed")  # wa-client lines counted
+
+
+class Soak:
+    def __init__(self, cfg: SoakConfig, work: Path, store_urls: list[str]) -> None:
+        self.cfg = cfg
+        self.work = work
+        self.rng = random.Random(cfg.seed)
+        self.traffic_rng = random.Random(cfg.seed + 1)
+        self.ledger = Ledger()
+        self.keydir = work / "keys"
+        self.trust = init_chatd_keys(self.keydir)
+        self.chatd_port = free_port()
+        self.chatd = Child("chatd", chatd_argv(self.keydir, work / "chatd.db", self.chatd_port,
+                                               "--ping-interval", "2", "--ping-deadline", "2", "--no-relay"),
+                           work / "chatd.log", self._chatd_line)
+        self._listening = trio.Event()
+        self.proxy = Proxy(self.chatd_port, rng=self.rng.randrange)
+        self.device_of: dict[str, Child] = {}  # device JID -> its process
+        self.devices: list[str] = []
+        self.children: list[Child] = []
+        self.ready: dict[str, int] = {}  # device -> lifetime of its process in which it last logged in
+        self.pending: dict[str, int] = {}
+        self._pending_event = trio.Event()
+        self._changed = trio.Event()
+        self.events: dict[str, int] = {k: 0 for k in (*_EVENTS, "errors", "logins")}
+        self.chatd_kills = 0
+        self.client_kills = 0
+        self.send_times: list[float] = []  # send_text durations (s)
+        self.notes: list[str] = []  # undecryptable lines
+        self.failures: dict[str, int] = {}  # error type of failed sends -> count
+        self.phase = "setup"
+        urls = iter(store_urls)
+        for c in range(cfg.clients):
+            devs = []
+            for d in range(cfg.devices):
+                jid = f"1555{c + 1:03d}{d + 1:04d}@s.whatsapp.net"
+                devs.append((jid, next(urls), work / f"c{c}d{d}.key"))
+                self.devices.append(jid)
+            child = Child(f"client{c}", wa_client_argv(devs, self.trust, 0, *self._client_flags()),
+                          work / f"client{c}.log", self._client_line)
+            for jid, _, _ in devs:
+                self.device_of[jid] = child
+            self.children.append(child)
+        self.convs = conversations(self.devices)
+        self.partners: dict[str, list[str]] = {d: [] for d in self.devices}
+        for conv in self.convs:
+            a, b = conv.members
+            self.partners[a].append(b)
+            self.partners[b].append(a)
+
+    @staticmethod
+    def _client_flags() -> list[str]:
+        return ["--ping-interval", "2", "--ping-deadline", "2", "--connect-timeout", "3", "--backoff-base", "0.1",
+                "--backoff-cap", "1", "--iq-timeout", "5", "--pool-size", "2"]
+
+    def _set_port(self) -> None:
+        for child in self.children:
+            i = child.argv.index("--ports")
+            child.argv[i + 1] = str(self.proxy.port)
+
+    # ------------------------------------------------------------------ lines
+    def _chatd_line(self, child: Child, lifetime: int, obj: Line) -> None:
+        if obj.get("event") == "listening":
+            self._listening.set()
+
+    def _client_line(self, child: Child, lifetime: int, obj: Line) -> None:
+        lg = self.ledger
+        if "sent" in obj:
+            lg.on_sent(obj["sent"], obj["id"], obj["me"])
+            self.send_times.append(obj["t"] - obj["t0"])
+        elif "failed" in obj:
+            lg.on_failed(obj["failed"], obj["me"])
+            self.failures[obj.get("error", "?")] = self.failures.get(obj.get("error", "?"), 0) + 1
+        elif "received" in obj:
+            lg.on_received(child.name, lifetime, obj["me"], obj["received"], obj["from"], obj.get("text") or "",
+                           bool(obj.get("redelivered")))
+        elif "handled" in obj:
+            lg.on_handled(obj["me"], obj["handled"])
+        elif "ready" in obj:
+            self.ready[obj["ready"]] = lifetime
+            self.events["logins"] += 1
+        elif "state" in obj or "started" in obj:
+            pass
+        elif "pending" in obj:
+            self.pending.update(obj["devices"])
+            self._pending_event.set()
+        elif any(k in obj for k in _EVENTS):
+            kind = next(k for k in _EVENTS if k in obj)
+            self.events[kind] += 1
+            if kind != "undecryptable":
+                lg.problems.append(f"{self.phase}: {child.name}: {json.dumps(obj)}")
+            else:  # a retry receipt heals it (the ledger then sees it delivered): reported, not a failure
+                self.notes.append(f"{self.phase}: {child.name} lifetime {lifetime}: {json.dumps(obj)}")
+        elif "error" in obj or "unparsed" in obj:
+            self.events["errors"] += 1
+            lg.problems.append(f"{child.name}: {json.dumps(obj)}")
+        self._changed.set()
+
+    async def _until(self, cond: Any, timeout: float, what: str) -> bool:
+        """Wait until ``cond()`` holds (re-checked on every line and every 0.2 s); False on timeout."""
+        with trio.move_on_after(timeout):
+            while not cond():
+                self._changed = trio.Event()
+                with trio.move_on_after(0.2):
+                    await self._changed.wait()
+            return True
+        self.ledger.problems.append(f"{self.phase}: timed out after {timeout:g} s waiting for {what}")
+        return False
+
+    # ------------------------------------------------------------------ processes
+    async def start_chatd(self, nursery: trio.Nursery) -> None:
+        self._listening = trio.Event()
+        await self.chatd.start(nursery)
+        with trio.fail_after(60):
+            await self._listening.wait()
+
+    def current(self) -> dict[str, tuple[str, int]]:
+        return {d: (c.name, c.lifetime) for d, c in self.device_of.items() if c.alive}
+
+    def _devices_of(self, child: Child) -> list[str]:
+        return [d for d, c in self.device_of.items() if c is child]
+
+    async def kill_client(self, child: Child, *, chaos: bool = True) -> None:
+        await child.kill()
+        self.client_kills += chaos
+        self.ledger.sender_died(self._devices_of(child))
+
+    async def query_pending(self) -> int:
+        self.pending = {}
+        self._pending_event = trio.Event()
+        live = [c for c in self.children if c.alive]
+        for c in live:
+            await c.send({"cmd": "pending"})
+        with trio.move_on_after(10):
+            while len(self.pending) < sum(len(self._devices_of(c)) for c in live):
+                await self._pending_event.wait()
+                self._pending_event = trio.Event()
+        return sum(self.pending.values()) if len(self.pending) == len(self.devices) else -1
+
+    # ------------------------------------------------------------------ traffic
+    async def issue(self, sender: str, to: str, key: str) -> bool:
+        child = self.device_of[sender]
+        text = f"{key}|{sender}>{to}|" + "x" * self.traffic_rng.randrange(0, 120)
+        self.ledger.issue(key, sender, to, text, child.lifetime)
+        if not await child.send({"cmd": "send", "from": sender, "to": to, "text": text, "key": key}):
+            self.ledger.retract(key)
+            return False
+        return True
+
+    async def traffic(self) -> int:
+        """Issue messages at ``rate`` for ``seconds``; returns how many ticks found no sender free."""
+        cfg = self.cfg
+        t0 = trio.current_time()
+        skipped = 0
+        n = 0
+        for tick in range(int(cfg.seconds * cfg.rate)):
+            await trio.sleep_until(t0 + tick / cfg.rate)
+            free = [d for d in self.devices if self.device_of[d].alive
+                    and len(self.ledger.under_way.get(d, ())) < cfg.window]
+            if not free:
+                skipped += 1
+                continue
+            sender = self.traffic_rng.choice(free)
+            to = self.traffic_rng.choice(self.partners[sender])
+            if await self.issue(sender, to, f"m{n}"):
+                n += 1
+        return skipped
+
+    # ------------------------------------------------------------------ chaos
+    def chaos_plan(self) -> list[tuple[float, str, Any]]:
+        cfg, rng = self.cfg, self.rng
+        plan: list[tuple[float, str, Any]] = []
+        span = cfg.seconds
+        for _ in range(cfg.chatd_kills):
+            plan.append((rng.uniform(0, span), "chatd_kill", rng.uniform(0.1, 2.0)))
+        for _ in range(cfg.client_kills):
+            plan.append((rng.uniform(0, span), "client_kill", (rng.randrange(cfg.clients), rng.uniform(0.1, 1.5))))
+        for _ in range(cfg.drops):
+            plan.append((rng.uniform(0, span), "drop", None if rng.random() < 0.5 else 1))
+        for _ in range(cfg.stalls):
+            plan.append((rng.uniform(0, span), "stall", rng.uniform(0.5, 6.0)))
+        return sorted(plan, key=lambda p: p[0])
+
+    async def chaos(self, nursery: trio.Nursery) -> None:
+        t0 = trio.current_time()
+        chatd_lock = trio.Lock()
+        client_locks = [trio.Lock() for _ in self.children]
+
+        async def chatd_kill(down: float) -> None:
+            async with chatd_lock:
+                await self.chatd.kill()
+                self.chatd_kills += 1
+                await trio.sleep(down)
+                await self.start_chatd(nursery)
+
+        async def client_kill(i: int, down: float) -> None:
+            async with client_locks[i]:
+                await self.kill_client(self.children[i])
+                await trio.sleep(down)
+                await self.children[i].start(nursery)
+
+        async with trio.open_nursery() as actions:
+            for at, kind, arg in self.chaos_plan():
+                await trio.sleep_until(t0 + at)
+                if kind == "chatd_kill":
+                    actions.start_soon(chatd_kill, arg)
+                elif kind == "client_kill":
+                    actions.start_soon(client_kill, *arg)
+                elif kind == "drop":
+                    self.proxy.drop(arg)
+                else:
+                    actions.start_soon(self.proxy.stall, arg)
+
+    # ------------------------------------------------------------------ the run
+    async def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        report: dict[str, Any] = {"config": dataclasses.asdict(cfg)}
+        t_start = time.monotonic()
+        try:
+            async with trio.open_nursery() as nursery:
+                await self.start_chatd(nursery)
+                await nursery.start(self.proxy.serve)
+                self._set_port()
+                for c in self.children:
+                    await c.start(nursery)
+                if not await self._until(lambda: len(self.ready) == len(self.devices), cfg.drain_timeout,
+                                         "every device's first login"):
+                    raise RuntimeError("the devices did not all log in: " + self._logs())
+                self.phase = "chaos"
+                t_traffic = time.monotonic()
+                report["setup_s"] = round(t_traffic - t_start, 1)
+                async with trio.open_nursery() as phase:
+                    phase.start_soon(self.chaos, nursery)
+                    report["skipped_ticks"] = await self.traffic()
+                t_drain = time.monotonic()
+                report["traffic_s"] = round(t_drain - t_traffic, 1)
+                self.phase = "drain"
+                await self.heal(nursery)
+                report["drained"] = await self.drain()
+                report["drain_s"] = round(time.monotonic() - t_drain, 1)
+                self.phase = "final"
+                report["final_round"] = await self.final_round()
+                self.phase = "restart check"
+                report["after_restart"] = await self.restart_check(nursery)
+                report["pending_at_end"] = await self.query_pending()
+                for c in self.children:
+                    await c.send({"cmd": "quit"})
+                with trio.move_on_after(30):
+                    for c in self.children:
+                        await c.wait()
+                await self.chatd.kill()
+                nursery.cancel_scope.cancel()
+        finally:
+            for c in [*self.children, self.chatd]:
+                c.kill_now()
+        report["seconds"] = round(time.monotonic() - t_start, 1)
+        report.update(self.ledger.summary())
+        report.update(chatd_kills=self.chatd_kills, client_kills=self.client_kills, drops=self.proxy.drops,
+                      stalls=self.proxy.stalls, proxy_connections=self.proxy.accepted, conversations=len(self.convs),
+                      devices=len(self.devices), processes=len(self.children) + 1, **self.events)
+        report["failed_errors"] = self.failures
+        st = sorted(self.send_times)
+        report["send_ms"] = {"p50": round(st[len(st) // 2] * 1e3, 1), "p99": round(st[int(len(st) * 0.99)] * 1e3, 1),
+                             "max": round(st[-1] * 1e3, 1)} if st else {}
+        report["problems"] = self.ledger.problems
+        report["notes"] = self.notes
+        return report
+
+    async def heal(self, nursery: trio.Nursery) -> None:
+        """After the chaos: chatd and every client up, every device logged in."""
+        if not self.chatd.alive:
+            await self.start_chatd(nursery)
+        for c in self.children:
+            if not c.alive:
+                await c.start(nursery)
+        await self._until(lambda: all(self.ready.get(d) == self.device_of[d].lifetime for d in self.devices),
+                          self.cfg.drain_timeout, "every device logged in again")
+
+    async def drain(self) -> bool:
+        """Until every confirmed message was received, everything received handled, outboxes empty."""
+        lg = self.ledger
+        deadline = trio.current_time() + self.cfg.drain_timeout
+
+        def delivered() -> bool:
+            return all(m.received for m in lg.msgs.values() if m.state == "sent") and not lg.open_receipts(self.current())
+
+        while trio.current_time() < deadline:
+            if await self._until(delivered, max(0.1, deadline - trio.current_time()), "every message delivered"):
+                if await self.query_pending() == 0:
+                    await trio.sleep(1.0)  # unconfirmed sends still travelling
+                    if delivered():
+                        return True
+            await trio.sleep(0.5)
+        lg.problems.append(f"drain: pending {self.pending}, open {lg.open_receipts(self.current())[:10]}")
+        return False
+
+    async def final_round(self) -> dict[str, int]:
+        """One message each way in every conversation, after the chaos: the sessions still work."""
+        keys = []
+        for i, conv in enumerate(self.convs):
+            a, b = conv.members
+            for j, (s, t) in enumerate(((a, b), (b, a))):
+                key = f"f{i}.{j}"
+                if await self.issue(s, t, key):
+                    keys.append(key)
+        lg = self.ledger
+        await self._until(lambda: all(lg.msgs[k].handled for k in keys), self.cfg.drain_timeout, "the final round")
+        return {"messages": 2 * len(self.convs), "delivered": sum(bool(lg.msgs[k].handled) for k in keys),
+                "failed": sum(lg.msgs[k].state == "failed" for k in keys)}
+
+    async def restart_check(self, nursery: trio.Nursery) -> int:
+        """Restart every client: nothing is handed out again (received lines in that lifetime)."""
+        before = self.ledger.received_lines
+        for c in self.children:
+            await self.kill_client(c, chaos=False)
+            await c.start(nursery)
+        await self._until(lambda: all(self.ready.get(d) == self.device_of[d].lifetime for d in self.devices),
+                          self.cfg.drain_timeout, "every device logged in after the restart")
+        await trio.sleep(2.0)
+        return self.ledger.received_lines - before
+
+    def _logs(self) -> str:
+        return "\n".join(f"--- {c.name}\n{c.log_tail()}" for c in [self.chatd, *self.children])
+
+
+# --------------------------------------------------------------------------- entry points
+@contextmanager
+def store_urls(cfg: SoakConfig, work: Path) -> Iterator[list[str]]:
+    n = cfg.clients * cfg.devices
+    if cfg.store == "sqlite":
+        yield [f"sqlite:///{work / f'store{i}.db'}" for i in range(n)]
+    elif cfg.store == "postgresql":
+        with pg_databases(n) as urls:
+            yield urls
+    else:
+        raise ValueError(f"SOAK_STORE is sqlite or postgresql, not {cfg.store!r}")
+
+
+def run_soak(cfg: SoakConfig, work: Path | None = None) -> dict[str, Any]:
+    with ExitStack() as stack:
+        if work is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wacrypto-soak-"))) \
+                if not cfg.keep else Path(tempfile.mkdtemp(prefix="wacrypto-soak-"))
+        urls = stack.enter_context(store_urls(cfg, work))
+        soak = Soak(cfg, work, urls)
+        report = trio.run(soak.run)
+        report["work"] = str(work) if cfg.keep else None
+        if not ok(report):
+            report["logs"] = soak._logs()
+        return report
+
+
+def ok(report: dict[str, Any]) -> bool:
+    final = report.get("final_round", {})
+    return (report.get("drained") is True and report["lost"] == 0 and report["duplicates"] == 0
+            and report["invented"] == 0 and report["misrouted"] == 0 and report["id_mismatches"] == 0
+            and report["failed_but_delivered"] == 0 and report.get("pending_at_end") == 0
+            and final.get("delivered") == final.get("messages") and report.get("after_restart") == 0
+            and report["closed"] == 0 and report["rejected"] == 0)
+
+
+_TABLE = ("issued", "sent", "failed", "unconfirmed", "unconfirmed_delivered", "delivered", "handled_unconfirmed",
+          "redeliveries", "lost", "duplicates", "invented", "misrouted", "id_mismatches", "failed_but_delivered",
+          "chatd_kills", "client_kills", "drops", "stalls", "proxy_connections", "logins", "undecryptable",
+          "rejected", "closed", "errors", "pending_at_end", "after_restart")
+
+
+def render(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    lines = [f"soak ({cfg['store']} stores, seed {cfg['seed']}): {report['processes']} processes, "
+             f"{report['devices']} devices, {report['conversations']} conversations, {report['seconds']} s "
+             f"(setup {report.get('setup_s')} s, traffic {report.get('traffic_s')} s, drain {report.get('drain_s')} s)"]
+    lines += [f"  {k:<24}{report.get(k)}" for k in _TABLE]
+    lines.append(f"  {'failed_errors':<24}{report.get('failed_errors')}")
+    lines.append(f"  {'send_text ms':<24}{report.get('send_ms')}")
+    lines.append(f"  {'final_round':<24}{report.get('final_round')}")
+    lines.append(f"  {'result':<24}{'OK' if ok(report) else 'FAILED'}")
+    lines += [f"  problem: {p}" for p in report["problems"][:40]]
+    lines += [f"  note: {p}" for p in report.get("notes", [])[:20]]
+    return "\n".join(lines)
+
+
+# ``make soak``: about 10,800 messages and 65 kills per store, some 16 minutes each
+LONG: dict[str, Any] = dict(seconds=900.0, rate=12.0, chatd_kills=25, client_kills=40, drops=20, stalls=10)
+
+
+def main() -> int:
+    stores = os.environ.get("SOAK_STORE", "both")
+    failed = False
+    for store in ["sqlite", "postgresql"] if stores == "both" else [stores]:
+        report = run_soak(dataclasses.replace(SoakConfig.from_env(**LONG, store=store), store=store))
+        print(render(report), flush=True)
+        if not ok(report):
+            failed = True
+            print(report.get("logs", ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
