@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from wacrypto.chatd.db import ChatdDatabase, DeviceRecord
+from wacrypto.chatd.db import SCHEMA_VERSION, ChatdDatabase, DeviceRecord
 from wacrypto.errors import InvalidArgumentError, StoreError
 
 DEV = DeviceRecord("111", 0, 42, b"i" * 32, 1, b"s" * 32, b"g" * 64)
@@ -145,7 +145,7 @@ def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     with db.transaction() as tx:
         assert tx.wrote_to("alice", "bob") and tx.next_number("group") == 1  # new tables exist
     db.close()
-    assert sqlite3.connect(path).execute("SELECT value FROM meta").fetchone() == ("2",)
+    assert sqlite3.connect(path).execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
     assert ChatdDatabase(path).pending("bob", now=2.0)[0].msg_id == "m1"  # and reopening changes nothing
 
 

@@ -31,16 +31,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 from collections import deque
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, final
+from typing import Any, Final, Literal, final
 
 import trio
 
@@ -54,6 +55,8 @@ from wacrypto.errors import (
     InvalidMessageError,
     MissingStateError,
     NetworkError,
+    NoPreKeyError,
+    NoSessionError,
     NoSignedPreKeyError,
     PeerError,
     RevokedDeviceError,
@@ -75,6 +78,7 @@ from wacrypto.limits import PREKEY_UPLOAD_BATCH
 from wacrypto.signal.records import PreKeyRecord, SignedPreKeyRecord
 from wacrypto.store.protocols import KeyStore, OutboxEntry, SentMessage, Transaction
 from wacrypto.transport.chat_connection import NodeReceived
+from wacrypto.transport.messages import ClientPayload
 from wacrypto.whatsapp import message as wamsg
 from wacrypto.whatsapp.adv import (
     DeviceIdentity,
@@ -315,6 +319,7 @@ class WaMessenger:
         self.prekey_uploads = 0
         self.lid_migrations = 0  # accounts whose Signal state moved from phone-number to LID addresses
         self._lid_of: dict[str, str] = {}  # phone-number user -> LID user, as learned
+        self._lid_locks: dict[str, trio.Lock] = {}
         self.digest_mismatches = 0  # logins where the server's digest of our keys did not match
         self.reconnects = 0
         self.server_prekeys: int | None = None  # one-time prekeys the server said it holds, last check
@@ -352,6 +357,11 @@ class WaMessenger:
         own_copy = content.sent_to(str(chat))
         plain_theirs = wamsg.encode(content, rng=self._rng)
         plain_own = wamsg.encode(own_copy, rng=self._rng)
+        async with self._accounts_locked(t.user for t in targets):
+            return await self._commit_send(chat, mid, content, targets, plain_theirs, plain_own)
+
+    async def _commit_send(self, chat: Jid, mid: str, content: wamsg.Content, targets: list[Jid],
+                           plain_theirs: bytes, plain_own: bytes) -> str:
         addresses = [await self._address(t) for t in targets]
         now = self._clock()
         async with self.store.transaction(*addresses) as tx:
@@ -440,10 +450,16 @@ class WaMessenger:
                 continue
             devices += await self._targets(user, include_own=False)
         devices += await self._targets(me_user, include_own=False)
-        own = await self._address(self.me)
         gid = str(group)
         known = await self._skdm_sent(gid)
         needs = [d for d in devices if str(d) not in known]
+        async with self._accounts_locked([self.me.user] + [d.user for d in needs]):
+            return await self._commit_group_send(group, mid, content, needs, known)
+
+    async def _commit_group_send(self, group: Jid, mid: str, content: wamsg.Content, needs: list[Jid],
+                                 known: set[str]) -> str:
+        gid = str(group)
+        own = await self._address(self.me)
         addresses = [await self._address(d) for d in needs]
         now = self._clock()
         async with self.store.transaction(sender_key_lock(gid, own), *addresses) as tx:
@@ -576,6 +592,18 @@ class WaMessenger:
                 self._lid_of[pn_user] = lid
         return lid
 
+    def _account_lock(self, user: str) -> trio.Lock:
+        """The lock of one account's Signal state in this process (held while an address is resolved
+        and used, and by :meth:`learn_lid` while it moves the state): one per canonical account."""
+        return self._lid_locks.setdefault(user, trio.Lock())
+
+    @asynccontextmanager
+    async def _accounts_locked(self, users: Iterable[str]) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for u in sorted(set(users)):  # always in the same order: no deadlock between two sends
+                await stack.enter_async_context(self._account_lock(u))
+            yield
+
     async def _address(self, jid: Jid) -> Address:
         """The canonical Signal address of a device: its LID's once the account's LID is known (the
         sessions, identities and sender keys have moved there), else its own."""
@@ -593,6 +621,10 @@ class WaMessenger:
         pn, lid = pn.user_jid(), lid.user_jid()
         if not (pn.server == USER_SERVER and lid.server == LID_SERVER):
             raise InvalidArgumentError("learn_lid maps a phone-number account to a LID")
+        async with self._account_lock(pn.user):  # one migration per account at a time: the second caller finds it done
+            return await self._learn_lid_locked(pn, lid)
+
+    async def _learn_lid_locked(self, pn: Jid, lid: Jid) -> int:
         if await self._lid_for(pn.user) == lid.user:
             return 0
         devices = {0}
@@ -658,21 +690,26 @@ class WaMessenger:
 
     async def _accept_bundle(self, jid: Jid, b: DeviceBundle, kil: bytes | None) -> bool:
         """Start a session from ``b`` if the device passes the checks; False: leave it out."""
-        addr = await self._address(jid)
         if jid.device != 0 and jid.user != self.me.user:
             reason = await self._adv_reason(jid, b.bundle.identity_key, b.device_identity, kil)
+            if reason is not None:  # our copy of the account's key-index list may be older: check once more
+                _, fresh = await self._device_list(jid.user_jid(), refresh=True)
+                if fresh != kil:
+                    reason = await self._adv_reason(jid, b.bundle.identity_key, b.device_identity, fresh)
             if reason is not None:
                 await self._emit(DeviceRejected(jid, reason))
                 return False
-        try:
-            await self.cipher.process_bundle(addr, b.bundle)
-        except UntrustedIdentityError:
-            if not await self._identity_changed(jid, b.bundle.identity_key):
+        async with self._account_lock(jid.user):
+            addr = await self._address(jid)
+            try:
+                await self.cipher.process_bundle(addr, b.bundle)
+            except UntrustedIdentityError:
+                if not await self._identity_changed(jid, b.bundle.identity_key):
+                    return False
+                await self.cipher.process_bundle(addr, b.bundle)
+            except (InvalidSignatureError, PeerError) as exc:
+                await self._emit(DeviceRejected(jid, f"bundle refused: {type(exc).__name__}"))
                 return False
-            await self.cipher.process_bundle(addr, b.bundle)
-        except (InvalidSignatureError, PeerError) as exc:
-            await self._emit(DeviceRejected(jid, f"bundle refused: {type(exc).__name__}"))
-            return False
         return True
 
     async def _adv_reason(self, jid: Jid, identity_key: bytes, device_identity: bytes | None,
@@ -932,9 +969,13 @@ class WaMessenger:
         if phash and to:
             try:
                 chat = Jid.parse(to).user_jid()
+                if chat.is_group:
+                    return  # (the group's devices are read afresh on every group send)
                 theirs, _ = await self._device_list(chat)
                 mine, _ = await self._device_list(self.me.user_jid())
-                ours = participant_hash([chat.with_device(d) for d in theirs] + [self.me.with_device(d) for d in mine])
+                # the server's hash: the recipient's devices and our own, except the one that sent
+                devices = {chat.with_device(d) for d in theirs} | {self.me.with_device(d) for d in mine}
+                ours = participant_hash(sorted(devices - {self.me}))
                 if ours != phash:
                     await self._device_list(chat, refresh=True)
                     await self._device_list(self.me.user_jid(), refresh=True)
@@ -970,7 +1011,7 @@ class WaMessenger:
         try:
             msg = IncomingMessage.from_node(node)
             device = msg.sending_device
-            addr = await self._address(device)
+            device.signal_address()  # a device with sessions at all
         except PeerError:
             await self._send(_nack(node, 487))
             return
@@ -983,6 +1024,14 @@ class WaMessenger:
                 await self._emit(DeviceRejected(device, reason))
                 await self._send(ack_for(node).to_node())
                 return
+        async with self._account_lock(device.user):  # no LID migration of this account meanwhile
+            again = await self._read(msg, node, device)
+        if again:
+            await self._on_message(node)  # the sender's new identity is trusted now: read it
+
+    async def _read(self, msg: IncomingMessage, node: Node, device: Jid) -> bool:
+        """Decrypt and hand out ``msg`` (the caller holds the account's lock); True: read it again."""
+        addr = await self._address(device)
         digests: list[bytes] = []
         content: wamsg.Content | None = None
         redelivered = False
@@ -991,21 +1040,21 @@ class WaMessenger:
             if enc.type == "skmsg":
                 if group is None:
                     await self._send(_nack(node, 487))
-                    return
+                    return False
                 try:
                     got = await self._group_decrypt_once(str(group), addr, enc.ciphertext)
                 except DuplicateMessageError:
                     await self._send(ack_for(node).to_node())
-                    return
+                    return False
                 except (PeerError, MissingStateError) as exc:
                     await self._undecryptable(msg, node, exc)
-                    return
+                    return False
                 try:
                     content = wamsg.decode(got.plaintext, v=enc.v)
                 except PeerError as exc:
                     await self.cipher.mark_handled(addr, got.digest)
                     await self._undecryptable(msg, node, exc, retry=False)
-                    return
+                    return False
                 digests.append(got.digest)
                 redelivered = redelivered or got.redelivered
                 continue
@@ -1014,23 +1063,22 @@ class WaMessenger:
                 got = await self.cipher.decrypt_once(addr, msg_type, enc.ciphertext)
             except DuplicateMessageError:
                 await self._send(ack_for(node).to_node())
-                return
+                return False
             except UntrustedIdentityError as exc:
                 key = getattr(exc, "identity_key", None)
                 if isinstance(key, bytes) and await self._identity_changed(device, key):
-                    await self._on_message(node)  # trusted now: read it
-                else:
-                    self._held.setdefault(device, []).append(node)
-                return
+                    return True
+                self._held.setdefault(device, []).append(node)
+                return False
             except (PeerError, MissingStateError) as exc:
                 await self._undecryptable(msg, node, exc)
-                return
+                return False
             try:
                 content = wamsg.decode(got.plaintext, v=enc.v)
             except PeerError as exc:
                 await self.cipher.mark_handled(addr, got.digest)
                 await self._undecryptable(msg, node, exc, retry=False)
-                return
+                return False
             digests.append(got.digest)
             redelivered = redelivered or got.redelivered
             if content.distribution is not None and group is not None and content.distribution.group_id == str(group):
@@ -1040,11 +1088,11 @@ class WaMessenger:
                     pass  # a bad distribution: the skmsg below fails and asks again
         if content is None:
             await self._send(ack_for(node).to_node())
-            return
+            return False
         async with self.store.transaction() as tx:
             await tx.retry_count_clear(msg.id, str(device))
         if (device, msg.id) in self._emitted:
-            return  # pushed again before the application handled it: it already has it
+            return False  # pushed again before the application handled it: it already has it
         self._emitted.add((device, msg.id))
         self._received_at[(device, msg.id)] = self._clock()
         if group is not None:
@@ -1053,6 +1101,7 @@ class WaMessenger:
             chat = Jid.parse(content.destination) if content.destination else device.user_jid()
         await self._emit(ReceivedMessage(msg.id, chat, device, content, msg.timestamp, redelivered,
                                          tuple(digests), node))
+        return False
 
     async def _group_decrypt_once(self, gid: str, sender: Address, body: bytes) -> ExactlyOnce:
         """The skmsg decrypted exactly once, as :meth:`SessionCipher.decrypt_once` does for pairwise ones."""
@@ -1076,11 +1125,16 @@ class WaMessenger:
             async with self.store.transaction() as tx:
                 count = await tx.retry_count_bump(msg.id, str(device), self._clock())
                 _, reg = await local_identity(tx)
-            keys = await self._retry_keys() if count >= 2 else None
+            # we lack the session or the prekey it names: a resend on the sender's session cannot help,
+            # so the keys for a new one come with the first receipt already (else from the second)
+            lost = isinstance(exc, (NoSessionError, NoPreKeyError, NoSignedPreKeyError))
+            keys = await self._retry_keys() if count >= 2 or lost else None
             # the sender finds the plaintext by chat: the group, or (our own device's copy) the recipient
             chat = msg.sender if msg.participant is not None else msg.recipient
             receipt = next_retry(count - 1, message_id=msg.id, chat=str(device), timestamp=str(msg.timestamp),
                                  registration_id=reg, keys=keys, recipient=chat)
+            if receipt is not None and lost and receipt.keys is None:
+                receipt = dataclasses.replace(receipt, keys=keys)
         if receipt is not None:
             await self._send(receipt.to_node())
             self.retries_sent += 1
@@ -1163,7 +1217,8 @@ class WaMessenger:
             content = content.with_distribution(wamsg.SenderKeyDistribution(str(group), skdm))
         elif device.user == self.me.user and group is None:
             content = content.sent_to(sent.chat)
-        ct = await self.cipher.encrypt(addr, wamsg.encode(content, rng=self._rng))
+        async with self._account_lock(device.user):
+            ct = await self.cipher.encrypt(await self._address(device), wamsg.encode(content, rng=self._rng))
         kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
         enc = Enc(kind, ct.body, count=receipt.count)
         identity = self.device_identity if kind == "pkmsg" and self.me.device else None
@@ -1248,17 +1303,14 @@ async def link_companion(primary: KeyStore, companion: KeyStore, key_index: int,
 
 
 @asynccontextmanager
-async def open_wa_messenger(store: KeyStore, config: ChatClientConfig, me: Jid, **kwargs: object) -> AsyncIterator[WaMessenger]:
-    """Open the chat connection of ``config`` (its payload naming ``me``) and run a messenger on it."""
-    from wacrypto.transport.messages import ClientPayload
-
+async def open_wa_messenger(store: KeyStore, config: ChatClientConfig, me: Jid, **options: Any) -> AsyncIterator[WaMessenger]:
+    """Open the chat connection of ``config`` (its handshake payload then names ``me``) and run a
+    :class:`WaMessenger` on it until the block ends; ``options`` are :class:`WaMessenger`'s keyword
+    arguments. The store stays the caller's to close."""
     p = config.client_payload
-    payload = ClientPayload(p.version, p.user_agent, me.user, me.server, me.device)
-    import dataclasses
-
-    cfg = dataclasses.replace(config, client_payload=payload)
+    cfg = dataclasses.replace(config, client_payload=ClientPayload(p.version, p.user_agent, me.user, me.server, me.device))
     async with open_chat_client(cfg) as client, trio.open_nursery() as nursery:
-        m = WaMessenger(store, client, me, **kwargs)  # type: ignore[arg-type]
+        m = WaMessenger(store, client, me, **options)
         await nursery.start(m.run)
         yield m
         nursery.cancel_scope.cancel()

@@ -178,8 +178,8 @@ class ChatService:
             replaced = jid in self._online
             self._sessions += 1
             self._online[jid] = _Conn(self._sessions)
-            return LoginResult(True, success=Success(int(now)).to_node(), replaced=replaced, session=self._sessions,
-                               device=jid)
+            success = Success(int(now), None if lid is None else Jid.parse(lid)).to_node()
+            return LoginResult(True, success=success, replaced=replaced, session=self._sessions, device=jid)
 
     def disconnected(self, device: Jid, session: int | None = None) -> None:
         """The device's connection ended (``session``: of that login; a replaced connection's is ignored)."""
