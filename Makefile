@@ -8,8 +8,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FUZZ_RUNS ?= 2000
+# Per harness: FUZZ_RUNS_<harness> overrides FUZZ_RUNS (e.g. make fuzz FUZZ_RUNS_fuzz_differential=500).
+# Every harness runs on its generated seed corpus (fuzz/corpus/<harness>, fuzz/make_corpora.py) with its
+# dictionary (fuzz/dict/<harness>.dict); new inputs go to fuzz/corpus-run/<harness>, crashes to
+# fuzz/artifacts/<harness>/. Long campaigns: docs/fuzzing.md.
+FUZZ_HARNESSES = $(basename $(notdir $(wildcard fuzz/fuzz_*.py)))
+fuzz_runs = $(or $(FUZZ_RUNS_$(1)),$(FUZZ_RUNS))
+fuzz_dict = $(if $(wildcard fuzz/dict/$(1).dict),-dict=fuzz/dict/$(1).dict)
 
-.PHONY: all venv demo test typecheck pytest fuzz interop-setup soak bench proto clean
+.PHONY: all venv demo test typecheck pytest fuzz fuzz-long interop-setup soak bench proto clean
 
 # Benchmark-only peer: Baileys' pure-JS libsignal (npm `libsignal`, exact pins in package-lock.json).
 BAILEYS := bench/peers/baileys
@@ -42,11 +49,29 @@ typecheck: venv
 pytest: venv interop-setup
 	$(BIN)/python -m pytest
 
-fuzz: venv
-	@set -e; for f in fuzz/fuzz_*.py; do \
-		echo "fuzz: $$f ($(FUZZ_RUNS) runs)"; \
-		$(BIN)/python $$f -runs=$(FUZZ_RUNS) -print_final_stats=0 >/dev/null 2>fuzz/.last.log || { cat fuzz/.last.log; exit 1; }; \
-	done; rm -f fuzz/.last.log
+# interop-setup: fuzz_differential compares wacrypto with python-axolotl (.venv-axolotl)
+fuzz: venv interop-setup
+	$(BIN)/python fuzz/make_corpora.py
+	@set -e; $(foreach h,$(FUZZ_HARNESSES),\
+		echo "fuzz: fuzz/$(h).py ($(call fuzz_runs,$(h)) runs)"; \
+		rm -rf fuzz/corpus-run/$(h); mkdir -p fuzz/corpus-run/$(h) fuzz/artifacts/$(h); \
+		$(BIN)/python fuzz/$(h).py -runs=$(call fuzz_runs,$(h)) $(call fuzz_dict,$(h)) -print_final_stats=0 \
+			-artifact_prefix=fuzz/artifacts/$(h)/ fuzz/corpus-run/$(h) fuzz/corpus/$(h) \
+			>/dev/null 2>fuzz/.last.log || { cat fuzz/.last.log; exit 1; };) rm -f fuzz/.last.log
+
+# One harness for a long time, FUZZ_JOBS processes on one growing corpus (docs/fuzzing.md):
+#   make fuzz-long FUZZ_HARNESS=fuzz_wire FUZZ_TIME=14400 FUZZ_JOBS=4
+FUZZ_HARNESS ?= fuzz_differential
+FUZZ_TIME ?= 3600
+FUZZ_JOBS ?= 1
+fuzz-long: venv interop-setup
+	$(BIN)/python fuzz/make_corpora.py $(FUZZ_HARNESS)
+	mkdir -p fuzz/corpus-long/$(FUZZ_HARNESS) fuzz/artifacts/$(FUZZ_HARNESS)
+	cd fuzz/artifacts/$(FUZZ_HARNESS) && FUZZ_HARNESS=$(FUZZ_HARNESS) PYTHON=$(CURDIR)/$(BIN)/python $(CURDIR)/fuzz/run \
+		-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) -max_total_time=$(FUZZ_TIME) \
+		$(if $(wildcard fuzz/dict/$(FUZZ_HARNESS).dict),-dict=$(CURDIR)/fuzz/dict/$(FUZZ_HARNESS).dict) \
+		-artifact_prefix=$(CURDIR)/fuzz/artifacts/$(FUZZ_HARNESS)/ \
+		$(CURDIR)/fuzz/corpus-long/$(FUZZ_HARNESS) $(CURDIR)/fuzz/corpus/$(FUZZ_HARNESS)
 
 test: typecheck pytest fuzz
 
