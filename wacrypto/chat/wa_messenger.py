@@ -890,10 +890,11 @@ class WaMessenger:
             except PeerError:
                 pass  # a malformed LID from the server: keep the phone-number addresses
         try:
+            uploads = self.prekey_uploads
             await self._check_prekeys()
             async with self.store.transaction() as tx:
                 registered = await tx.get_meta(_META_REGISTERED) is not None
-            if registered:
+            if registered and self.prekey_uploads == uploads:  # (what we just uploaded needs no check)
                 await self._check_digest()
         except (IqError, TransportError) as exc:
             self.login_problem = exc  # the next login tries again
