@@ -45,6 +45,8 @@ class Child:
         self.env = env or cli_env()
         self.lifetime = 0
         self.kills = 0
+        self.crashes: list[int] = []  # exit codes of lifetimes that ended without kill() or a wait() for them
+        self._expected_end = False
         self.proc: trio.Process | None = None
         self._lock = trio.Lock()
         self._read_done = trio.Event()
@@ -69,6 +71,7 @@ class Child:
             start_new_session=True,  # the harness's Ctrl-C is the harness's; it kills its children itself
         )
         self._read_done = trio.Event()
+        self._expected_end = False
         nursery.start_soon(self._read, self.proc, self.lifetime, self._read_done)
 
     async def _read(self, proc: trio.Process, lifetime: int, done: trio.Event) -> None:
@@ -76,6 +79,9 @@ class Child:
         try:
             async for obj in json_lines(proc.stdout):
                 self.on_line(self, lifetime, obj if isinstance(obj, dict) else {"unparsed": obj})
+            code = await proc.wait()
+            if not self._expected_end and lifetime == self.lifetime:
+                self.crashes.append(code)
         finally:
             done.set()
 
@@ -95,15 +101,18 @@ class Child:
     async def kill(self) -> None:
         """SIGKILL, then wait until it is gone and its output read."""
         proc = self.proc
+        self._expected_end = True
         if proc is not None and proc.returncode is None:
             self.kills += 1
             proc.send_signal(signal.SIGKILL)
         await self.wait()
 
     async def wait(self) -> int | None:
+        """Wait for the end of this lifetime (expected: not counted as a crash)."""
         proc = self.proc
         if proc is None:
             return None
+        self._expected_end = True
         code = await proc.wait()
         if proc.stdin is not None:
             await proc.stdin.aclose()
@@ -112,6 +121,7 @@ class Child:
 
     def kill_now(self) -> None:
         """SIGKILL without waiting (clean-up paths)."""
+        self._expected_end = True
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGKILL)
 

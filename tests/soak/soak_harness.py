@@ -508,6 +508,9 @@ class Soak:
         report.update(chatd_kills=self.chatd_kills, client_kills=self.client_kills, drops=self.proxy.drops,
                       stalls=self.proxy.stalls, proxy_connections=self.proxy.accepted, conversations=len(self.convs),
                       devices=len(self.devices), processes=len(self.children) + 1, **self.events)
+        report["crashes"] = {c.name: c.crashes for c in [self.chatd, *self.children] if c.crashes}
+        for name, codes in report["crashes"].items():
+            self.ledger.problems.append(f"{name} exited on its own (exit codes {codes}): see its log")
         report["failed_errors"] = self.failures
         st = sorted(self.send_times)
         report["send_ms"] = {"p50": round(st[len(st) // 2] * 1e3, 1), "p99": round(st[int(len(st) * 0.99)] * 1e3, 1),
@@ -606,13 +609,13 @@ def ok(report: dict[str, Any]) -> bool:
             and report["invented"] == 0 and report["misrouted"] == 0 and report["id_mismatches"] == 0
             and report["failed_but_delivered"] == 0 and report.get("pending_at_end") == 0
             and final.get("delivered") == final.get("messages") and report.get("after_restart") == 0
-            and report["closed"] == 0 and report["rejected"] == 0)
+            and report["closed"] == 0 and report["rejected"] == 0 and not report.get("crashes"))
 
 
 _TABLE = ("issued", "sent", "failed", "unconfirmed", "unconfirmed_delivered", "delivered", "handled_unconfirmed",
           "redeliveries", "lost", "duplicates", "invented", "misrouted", "id_mismatches", "failed_but_delivered",
           "chatd_kills", "client_kills", "drops", "stalls", "proxy_connections", "logins", "undecryptable",
-          "rejected", "closed", "errors", "pending_at_end", "after_restart")
+          "rejected", "closed", "errors", "crashes", "pending_at_end", "after_restart")
 
 
 def render(report: dict[str, Any]) -> str:

@@ -19,12 +19,7 @@ from wa_harness import Chatd, _new_device, running  # noqa: E402
 from wacrypto.whatsapp.jid import LID_SERVER, Jid  # noqa: E402
 
 
-@pytest.mark.xfail(strict=True, reason="WaMessenger.learn_lid is not serialised: calls that overlap all pass the "
-                   "'known already' check and each migrates; the soak sees 7-10 migrations per device for 2 "
-                   "accounts (every concurrent usync result learns the LID again). Likely consequence seen in the "
-                   "soak after chatd restarts: a later migration deletes the phone-number-named session that a "
-                   "message decrypted meanwhile under its stale address had created (migrate_address keeps the "
-                   "LID-named row), so the sender's next pkmsg fails with NoPreKeyError until a retry receipt heals it")
+# fixed: learn_lid holds the account's lock (the check and the move happen under it)
 async def test_a_lid_learned_twice_at_once_is_migrated_once(tmp_path: Path) -> None:
     chatd = Chatd(tmp_path / "chatd.db")
     alice = await _new_device(tmp_path, "15550000001")
