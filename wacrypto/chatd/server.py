@@ -653,29 +653,6 @@ class ChatdServer:
         if self._on_event is not None:
             await self._on_event(session, ev)
 
-    async def remove_device(self, device: Jid) -> None:
-        """Remove a device (an operator's action): its live connection ends with "logged out" (no
-        reconnect), its keys, prekeys and mailbox go, its login key is refused from now on, and its
-        account's other devices and its correspondents get a ``devices`` notification."""
-        service = self.service
-        if service is None:
-            raise InvalidArgumentError("remove_device needs the stanza service (database=...)")
-        live = self.devices.pop(device, None)
-        if live is not None:
-            live.driver.conn.send_stream_error(StreamErrorCode.LOGGED_OUT)
-            try:
-                await live.driver.flush()
-            except TransportError:
-                pass
-            live.cancel_scope.cancel()
-        for target, node in service.remove_device(device, self._wall()):
-            dest = self.devices.get(target)
-            if dest is not None and target != device:
-                try:
-                    await dest.out_send.send(node)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass
-
     async def _push_waiting(self, session: Session, device: Jid) -> None:
         """Push what waited for ``device`` (page by page, as fast as the connection takes it); once it
         has caught up, the service hands new deliveries to :meth:`_device_event` at once."""
