@@ -170,7 +170,7 @@ class Row:
                     with trio.fail_after(STEP):
                         await drained()
                 for c in (self.a, self.b):
-                    await c.send({"cmd": "quit"})
+                    await c.quit()
                 with trio.move_on_after(20):
                     await self.a.wait()
                     await self.b.wait()

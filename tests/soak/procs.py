@@ -98,6 +98,11 @@ class Child:
                 return False
         return True
 
+    async def quit(self) -> bool:
+        """Ask it to exit (``{"cmd": "quit"}``): its end is expected from now on, not a crash."""
+        self._expected_end = True
+        return await self.send({"cmd": "quit"})
+
     async def kill(self) -> None:
         """SIGKILL, then wait until it is gone and its output read."""
         proc = self.proc

@@ -494,7 +494,7 @@ class Soak:
                 report["after_restart"] = await self.restart_check(nursery)
                 report["pending_at_end"] = await self.query_pending()
                 for c in self.children:
-                    await c.send({"cmd": "quit"})
+                    await c.quit()
                 with trio.move_on_after(30):
                     for c in self.children:
                         await c.wait()
@@ -544,7 +544,9 @@ class Soak:
                     if delivered():
                         return True
             await trio.sleep(0.5)
-        lg.problems.append(f"drain: pending {self.pending}, open {lg.open_receipts(self.current())[:10]}")
+        missing = [f"{m.key} {m.id} {m.sender}->{m.to}" for m in lg.msgs.values() if m.state == "sent" and not m.received]
+        lg.problems.append(f"drain: pending {self.pending}, not received {missing[:10]}, "
+                           f"received not handled {lg.open_receipts(self.current())[:10]}")
         return False
 
     async def final_round(self) -> dict[str, int]:

@@ -17,10 +17,6 @@ SHORT = dict(seed=12, clients=4, devices=2, seconds=20.0, rate=15.0, window=4, c
              drops=3, stalls=2)
 
 
-# Open defect (issue 12): under the kills, wa-client processes sometimes end on their own (exit 0)
-# (the ledger itself showed 0 lost, 0 duplicated), and with PostgreSQL stores sends fail with IqError
-# while chatd restarts. Until that is fixed the short soak runs with `make soak`, not in `make test`.
-@pytest.mark.skip(reason="open defect, issue 12: wa-client processes exit on their own during the soak")
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_short_soak(store: str) -> None:
     cfg = SoakConfig(**SHORT, store=store) if store == "sqlite" else \

@@ -84,7 +84,7 @@ async def test_send_burst_receive_handled_pending_and_a_restart(tmp_path: Path) 
                         break
                     await trio.sleep(0.1)
             assert last["devices"] == {A: 0}
-            await b.send({"cmd": "quit"})
+            await b.quit()
             assert await b.wait() == 0
             await b.start(nursery)  # handled before: nothing is handed out again
             await until("B", lambda o: "started" in o and not o["created"], lifetime=2)
