@@ -1038,30 +1038,16 @@ class WaMessenger:
         redelivered = False
         group = Jid.parse(msg.sender) if msg.participant is not None else None
         for enc in sorted(msg.encs, key=lambda e: e.type == "skmsg"):  # the distribution first
-            if enc.type == "skmsg":
-                if group is None:
-                    await self._send(_nack(node, 487))
-                    return False
-                try:
-                    got = await self._group_decrypt_once(str(group), addr, enc.ciphertext)
-                except DuplicateMessageError:
-                    await self._send(ack_for(node).to_node())
-                    return False
-                except (PeerError, MissingStateError) as exc:
-                    await self._undecryptable(msg, node, exc)
-                    return False
-                try:
-                    content = wamsg.decode(got.plaintext, v=enc.v)
-                except PeerError as exc:
-                    await self.cipher.mark_handled(addr, got.digest)
-                    await self._undecryptable(msg, node, exc, retry=False)
-                    return False
-                digests.append(got.digest)
-                redelivered = redelivered or got.redelivered
-                continue
-            msg_type = PREKEY_TYPE if enc.type == "pkmsg" else WHISPER_TYPE
+            if enc.type == "skmsg" and group is None:
+                await self._send(_nack(node, 487))
+                return False
             try:
-                got = await self.cipher.decrypt_once(addr, msg_type, enc.ciphertext)
+                if enc.type == "skmsg":
+                    assert group is not None
+                    got = await self._group_decrypt_once(str(group), addr, enc.ciphertext)
+                else:
+                    msg_type = PREKEY_TYPE if enc.type == "pkmsg" else WHISPER_TYPE
+                    got = await self.cipher.decrypt_once(addr, msg_type, enc.ciphertext)
             except DuplicateMessageError:
                 await self._send(ack_for(node).to_node())
                 return False
@@ -1082,6 +1068,8 @@ class WaMessenger:
                 return False
             digests.append(got.digest)
             redelivered = redelivered or got.redelivered
+            if enc.type == "skmsg":
+                continue
             if content.distribution is not None and group is not None and content.distribution.group_id == str(group):
                 try:
                     await self._groups.process_distribution(str(group), addr, content.distribution.distribution)

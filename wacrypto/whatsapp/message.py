@@ -103,31 +103,34 @@ class Content:
         return dataclasses.replace(self, distribution=distribution)
 
 
+_MEDIA_FIELDS: Final = ("url", "direct_path", "media_key", "file_sha256", "file_enc_sha256", "file_length", "mimetype")
+
+
+def _fill_media(pb: message_pb2.Image | message_pb2.Document, ref: ImageRef | DocumentRef) -> None:
+    """The fields images and documents share (under the same names, at their own numbers)."""
+    for name in _MEDIA_FIELDS:
+        setattr(pb, name, getattr(ref, name))
+
+
+def _media_fields(pb: message_pb2.Image | message_pb2.Document,
+                  what: str) -> tuple[str, str, bytes, bytes, bytes, int, str]:
+    """The shared fields of a received image or document, in ImageRef / DocumentRef order, checked."""
+    if len(pb.media_key) != 32 or len(pb.file_sha256) != 32 or len(pb.file_enc_sha256) != 32:
+        raise InvalidMessageError(f"{what}: keys and hashes must be 32 bytes")
+    return pb.url, pb.direct_path, pb.media_key, pb.file_sha256, pb.file_enc_sha256, pb.file_length, pb.mimetype
+
+
 def _fill(m: message_pb2.Message, c: Content) -> None:
     if c.text is not None:
         m.conversation = c.text
     if c.image is not None:
-        i = c.image
-        m.image.url = i.url
-        m.image.direct_path = i.direct_path
-        m.image.media_key = i.media_key
-        m.image.file_sha256 = i.file_sha256
-        m.image.file_enc_sha256 = i.file_enc_sha256
-        m.image.file_length = i.file_length
-        m.image.mimetype = i.mimetype
-        if i.caption:
-            m.image.caption = i.caption
+        _fill_media(m.image, c.image)
+        if c.image.caption:
+            m.image.caption = c.image.caption
     if c.document is not None:
-        doc = c.document
-        m.document.url = doc.url
-        m.document.direct_path = doc.direct_path
-        m.document.media_key = doc.media_key
-        m.document.file_sha256 = doc.file_sha256
-        m.document.file_enc_sha256 = doc.file_enc_sha256
-        m.document.file_length = doc.file_length
-        m.document.mimetype = doc.mimetype
-        if doc.file_name:
-            m.document.file_name = doc.file_name
+        _fill_media(m.document, c.document)
+        if c.document.file_name:
+            m.document.file_name = c.document.file_name
     if c.distribution is not None:
         m.sender_key_distribution.group_id = c.distribution.group_id
         m.sender_key_distribution.distribution = c.distribution.distribution
@@ -169,20 +172,10 @@ def _content(m: message_pb2.Message, destination: str | None, phash: str | None)
                         ("document title", m.document.title),
                         ("group id", m.sender_key_distribution.group_id)):
         _text(value, what)
-    image = None
-    if m.HasField("image"):
-        i = m.image
-        if len(i.media_key) != 32 or len(i.file_sha256) != 32 or len(i.file_enc_sha256) != 32:
-            raise InvalidMessageError("image: keys and hashes must be 32 bytes")
-        image = ImageRef(i.url, i.direct_path, i.media_key, i.file_sha256, i.file_enc_sha256, i.file_length,
-                         i.mimetype, i.caption)
+    image = ImageRef(*_media_fields(m.image, "image"), m.image.caption) if m.HasField("image") else None
     document = None
     if m.HasField("document"):
-        doc = m.document
-        if len(doc.media_key) != 32 or len(doc.file_sha256) != 32 or len(doc.file_enc_sha256) != 32:
-            raise InvalidMessageError("document: keys and hashes must be 32 bytes")
-        document = DocumentRef(doc.url, doc.direct_path, doc.media_key, doc.file_sha256, doc.file_enc_sha256,
-                               doc.file_length, doc.mimetype, doc.file_name)
+        document = DocumentRef(*_media_fields(m.document, "document"), m.document.file_name)
     dist = None
     if m.HasField("sender_key_distribution"):
         d = m.sender_key_distribution
