@@ -21,7 +21,9 @@
 
 Every public method of :class:`ChatdDatabase` is one transaction; :meth:`ChatdDatabase.transaction`
 gives a :class:`ChatdTx` for several operations in one (what :mod:`wacrypto.chatd.service` does per
-stanza). Blocking (the stdlib driver); the trio server calls it from a worker thread. WAL journal,
+stanza); :meth:`ChatdDatabase.batch` makes the transactions opened inside it savepoints of one
+(group commit, what the server does per batch of stanzas). Blocking (the stdlib driver); the trio
+server calls it from a worker thread. WAL journal,
 ``synchronous=FULL``: a committed row survives a crash of the process and of the machine.
 
 Schema 2 added the login keys, received stanzas, groups, counters and the mailbox's kind, subtype
@@ -432,7 +434,8 @@ class ChatdDatabase:
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the chatd database {self.path}: {exc}") from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the transactions of a batch
+        self._batch_depth = 0
 
     def close(self) -> None:
         self._db.close()
@@ -455,20 +458,70 @@ class ChatdDatabase:
     @contextmanager
     def transaction(self) -> Iterator[ChatdTx]:
         """One transaction: committed when the block ends (durably: ``synchronous=FULL``), rolled back
-        if it raises or calls :meth:`ChatdTx.abort`. Database failures raise :class:`StoreError`."""
+        if it raises or calls :meth:`ChatdTx.abort`. Database failures raise :class:`StoreError`.
+
+        Inside :meth:`batch` (the same thread) it is a savepoint of the batch's transaction instead:
+        rolled back alone when it raises or aborts, committed with the batch."""
         with self._lock:
             try:
                 c = self._db.cursor()
-                c.execute("BEGIN IMMEDIATE")
+                nested = self._batch_depth > 0
+                c.execute("SAVEPOINT tx" if nested else "BEGIN IMMEDIATE")
                 tx = ChatdTx(c)
                 try:
                     yield tx
                 except BaseException:
-                    c.execute("ROLLBACK")
+                    c.execute("ROLLBACK TO tx" if nested else "ROLLBACK")
+                    if nested:
+                        c.execute("RELEASE tx")
                     raise
-                c.execute("ROLLBACK" if tx.aborted else "COMMIT")
+                if nested:
+                    if tx.aborted:
+                        c.execute("ROLLBACK TO tx")
+                    c.execute("RELEASE tx")
+                else:
+                    c.execute("ROLLBACK" if tx.aborted else "COMMIT")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"chatd database: {exc}") from None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: every :meth:`transaction` opened inside this block (by this thread; other
+        threads wait) is a savepoint of one database transaction, committed (one fsync) when the
+        block ends. The caller acts on what the transactions decided (acks, deliveries) only after
+        the block returned; if the commit fails it raises :class:`StoreError` and nothing of the
+        batch is kept."""
+        with self._lock:
+            if self._batch_depth:
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"chatd database: {exc}") from None
+            self._batch_depth = 1
+            try:
+                yield
+            except BaseException:
+                self._batch_depth = 0
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass
+                raise
+            self._batch_depth = 0
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass
+                raise StoreError(f"chatd database: the batch did not commit: {exc}") from None
 
     # ----------------------------------------------------------------- one transaction each
     def register_device(self, rec: DeviceRecord, *, now: float) -> None:

@@ -49,15 +49,16 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, final
 
 import trio
 
+from wacrypto.chatd.commit import Committer, Outcome
 from wacrypto.chatd.db import ChatdDatabase
-from wacrypto.chatd.service import ChatService
+from wacrypto.chatd.service import ChatService, Out
 from wacrypto.errors import InvalidArgumentError, PeerError, TransportError
 from wacrypto.limits import (
     DEFAULT_MAILBOX_SENDER_LIMIT,
@@ -90,6 +91,7 @@ __all__ = ["MAILBOX_LIMIT", "ChatdServer", "Mailbox", "ServerKeys", "Session"]
 
 _DAY: Final = 86400
 _PUSH_BATCH: Final = 500  # stanzas read from a device's mailbox at a time
+_DEVICE_QUEUE: Final = 4096  # stanzas queued for one logged-in device; a device that lets it fill is disconnected
 _SWEEP_INTERVAL: Final = 60.0  # seconds between sweeps of every mailbox for expired messages
 ROOT_KEY_FILE: Final = "root.key"
 ROOT_PUB_FILE: Final = "root.pub"  # what clients trust: hex of the 32-byte root public key
@@ -425,8 +427,11 @@ class ChatdServer:
         self._wall = wall_clock
         self.db: ChatdDatabase | None = None
         self.service: ChatService | None = None
+        self.committer: Committer | None = None
+        self.slow_disconnects = 0  # devices disconnected because their send queue was full
         if database is not None:
             self.db = ChatdDatabase(database)
+            self.committer = Committer(self.db)
             self.service = ChatService(self.db, mailbox_ttl=mailbox_ttl, mailbox_limit=mailbox_limit,
                                        mailbox_sender_limit=mailbox_sender_limit,
                                        mailbox_stranger_limit=mailbox_stranger_limit)
@@ -457,7 +462,8 @@ class ChatdServer:
             bound = []
             for port in ports:
                 bound.append(await self._open_port(port))
-            if self.service is not None:
+            if self.committer is not None:
+                await nursery.start(self.committer.run)
                 nursery.start_soon(self._expire_waiting)
             task_status.started(bound)
             await trio.sleep_forever()
@@ -597,12 +603,14 @@ class ChatdServer:
 
     # ------------------------------------------------------------------ WhatsApp stanzas
     async def _serve_device(self, session: Session, payload: ClientPayload) -> None:
-        """One logged-in device: login, its mailbox pushed, then its stanzas through the service."""
-        service = self.service
-        assert service is not None and session.client_key is not None
+        """One logged-in device: login, its mailbox pushed, then its stanzas through the service
+        (every call into it through the :class:`~wacrypto.chatd.commit.Committer`)."""
+        service, committer = self.service, self.committer
+        assert service is not None and committer is not None and session.client_key is not None
         driver = session.driver
-        result = service.login(payload.username, payload.server or USER_SERVER, payload.device,
-                               session.client_key.u, self._wall())
+        key, now = session.client_key.u, self._wall()
+        result = await committer.call(lambda: service.login(payload.username, payload.server or USER_SERVER,
+                                                            payload.device, key, now))
         if not result.ok:
             assert result.failure is not None
             driver.conn.send(result.failure, trio.current_time())
@@ -617,6 +625,8 @@ class ChatdServer:
             except TransportError:
                 pass
             old.cancel_scope.cancel()
+        # a logged-in device's queue is deep (deliveries are queued without waiting, after commit)
+        session.out_send, session.out_recv = trio.open_memory_channel[Outgoing](_DEVICE_QUEUE)
         self.devices[device] = session
         assert result.success is not None
         session.send(result.success)
@@ -637,42 +647,62 @@ class ChatdServer:
             raise ended
 
     async def _device_event(self, session: Session, device: Jid, ev: ChatEvent) -> None:
-        service = self.service
-        assert service is not None
+        service, committer = self.service, self.committer
+        assert service is not None and committer is not None
         if isinstance(ev, NodeReceived):
-            if not service.is_online(device):  # removed (or replaced) meanwhile: this connection is over
-                session.cancel_scope.cancel()
-                return
-            for target, node in service.handle(device, ev.node, self._wall()):
-                dest = self.devices.get(target)
-                if dest is not None:
-                    try:
-                        await dest.out_send.send(node)
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        pass
+            node, now = ev.node, self._wall()
+
+            def handle() -> list[Out] | None:
+                if not service.is_online(device):  # removed (or replaced) meanwhile
+                    return None
+                return service.handle(device, node, now)
+
+            def then(res: Outcome[list[Out] | None]) -> None:
+                if res.error is not None or res.value is None:  # this connection is over
+                    session.cancel_scope.cancel()
+                    return
+                self._deliver(res.value)
+
+            await committer.submit(handle, then)  # the reader goes on; the outcome comes after commit
         if self._on_event is not None:
             await self._on_event(session, ev)
 
+    def _deliver(self, outs: Iterable[tuple[Jid, Node]]) -> None:
+        """Queue committed stanzas to their online devices, in order, without waiting: a device whose
+        queue is full is disconnected (what it missed waits in its mailbox for its next login)."""
+        for target, node in outs:
+            dest = self.devices.get(target)
+            if dest is None:
+                continue
+            try:
+                dest.out_send.send_nowait(node)
+            except trio.WouldBlock:
+                self.slow_disconnects += 1
+                dest.cancel_scope.cancel()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+
     async def _push_waiting(self, session: Session, device: Jid) -> None:
-        """Push what waited for ``device`` (page by page, as fast as the connection takes it); once it
-        has caught up, the service hands new deliveries to :meth:`_device_event` at once."""
-        service = self.service
-        assert service is not None
+        """Push what waited for ``device``, a page at a time (queued after commit, in order with the
+        live deliveries); once it has caught up, the service hands new deliveries out at once."""
+        service, committer = self.service, self.committer
+        assert service is not None and committer is not None
         while True:
-            page = service.pending_for(device, self._wall(), limit=_PUSH_BATCH)
-            for node in page:
-                try:
-                    await session.out_send.send(node)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return
+            while session.out_send.statistics().current_buffer_used > _DEVICE_QUEUE - 2 * _PUSH_BATCH:
+                await trio.sleep(0.01)  # let the connection take what is queued first
+            now = self._wall()
+            page = await committer.call(lambda: service.pending_for(device, now, limit=_PUSH_BATCH),
+                                        lambda res: self._deliver((device, n) for n in res.value or ()))
             if len(page) < _PUSH_BATCH:
                 return
 
     async def _expire_waiting(self) -> None:
         """Drop what waited longer than the service's mailbox TTL, every minute."""
-        assert self.service is not None
+        service, committer = self.service, self.committer
+        assert service is not None and committer is not None
         while True:
-            self.expired += self.service.expire(self._wall())
+            now = self._wall()
+            self.expired += await committer.call(lambda: service.expire(now))
             await trio.sleep(_SWEEP_INTERVAL)
 
     # ------------------------------------------------------------------ delivery
