@@ -208,6 +208,10 @@ class MemoryTransaction:
         self._put("outbox", message_id, _DELETED)
         return True
 
+    async def outbox_discard(self, message_ids: Sequence[str]) -> None:
+        for mid in message_ids:
+            self._put("outbox", mid, _DELETED)
+
     async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]:
         entries = [self._get("outbox", k) for k in self._keys("outbox")]
         entries.sort(key=lambda e: (e.created_at, e.message_id))

@@ -236,6 +236,13 @@ async def _received_and_outbox(store: KeyStore, factory: StoreFactory) -> None:
         _eq([e.message_id for e in await tx.outbox_list(limit=2)], ["m1", "m2"], "outbox_list(limit=2)")
         _eq(await tx.outbox_remove("m2"), True, "outbox_remove of a present entry")
         _eq(await tx.outbox_remove("m2"), False, "outbox_remove of an entry already removed")
+    async with store.transaction() as tx:
+        await tx.outbox_put(OutboxEntry("m9", str(BOB), 2, b"9", 0.5))
+    async with store.transaction() as tx:
+        await tx.outbox_discard(["m9", "never-there"])
+        _eq([e.message_id for e in await tx.outbox_list()], ["m1", "m0"], "outbox_discard in its transaction")
+    async with store.transaction() as tx:
+        _eq([e.message_id for e in await tx.outbox_list()], ["m1", "m0"], "outbox_discard committed")
     async with store.transaction(BOB) as tx:
         _eq(await tx.get_received(d1), (b"", True), "a handled row keeps no plaintext")
         _eq(await tx.prune_received(150.0), 0, "prune_received before the handled time")

@@ -327,6 +327,10 @@ class SqlTransaction:
         self._put("outbox", message_id, DELETED)
         return True
 
+    async def outbox_discard(self, message_ids: Sequence[str]) -> None:
+        for mid in message_ids:
+            self._put("outbox", mid, DELETED)
+
     async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]:
         pending = {k: v for (t, k), v in self.overlay.items() if t == "outbox"}
         base: list[OutboxEntry] = []
