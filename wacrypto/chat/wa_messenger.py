@@ -259,6 +259,14 @@ class IqError(NetworkError):
     """The server answered an iq with an error (or not at all within the timeout)."""
 
 
+class _NeedSessions(Exception):
+    """Internal: these devices have no session to send on (the send's transaction rolls back)."""
+
+    def __init__(self, devices: list[Jid]) -> None:
+        super().__init__(f"{len(devices)} devices without a session")
+        self.devices = devices
+
+
 # --------------------------------------------------------------------------- the messenger
 @final
 class WaMessenger:
@@ -319,6 +327,12 @@ class WaMessenger:
         self.prekey_uploads = 0
         self.lid_migrations = 0  # accounts whose Signal state moved from phone-number to LID addresses
         self._lid_of: dict[str, str] = {}  # phone-number user -> LID user, as learned
+        self._no_lid: set[str] = set()  # phone-number users the store has no LID for (until learn_lid)
+        self._devices: dict[str, tuple[list[int], bytes | None]] = {}  # the stored device lists, as read/written
+        self._phash_ok: dict[str, str] = {}  # chat -> the server's participant hash our lists matched last
+        self._acks: list[str] = []  # acked message ids, not yet removed from the outbox
+        self._ack_wake = trio.Event()
+        self._retried: set[tuple[str, str]] = set()  # (message id, sender device) we asked to resend
         self._lid_locks: dict[str, trio.Lock] = {}
         self.digest_mismatches = 0  # logins where the server's digest of our keys did not match
         self.reconnects = 0
@@ -351,28 +365,47 @@ class WaMessenger:
         if chat.is_group:
             raise InvalidArgumentError("group messages: use send_group")
         mid = message_id or uuid.uuid4().hex[:20].upper()
-        targets = await self._targets(chat)
-        if not targets:
-            raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
+        # the devices from the cached lists; whether each has a session is seen in the commit's
+        # transaction (one transaction for a steady conversation), bundles fetched only for those without
+        targets = await self._targets(chat, check_sessions=False)
         own_copy = content.sent_to(str(chat))
         plain_theirs = wamsg.encode(content, rng=self._rng)
         plain_own = wamsg.encode(own_copy, rng=self._rng)
-        async with self._accounts_locked(t.user for t in targets):
-            return await self._commit_send(chat, mid, content, targets, plain_theirs, plain_own)
+        for _ in range(3):
+            if not targets:
+                break
+            async with self._accounts_locked(t.user for t in targets):
+                try:
+                    return await self._commit_send(chat, mid, content, targets, plain_theirs, plain_own)
+                except _NeedSessions as need:
+                    missing = need.devices
+            _, kil = await self._device_list(chat)
+            dropped = await self._open_sessions(missing, kil)
+            targets = [t for t in targets if t not in dropped]
+        raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
 
     async def _commit_send(self, chat: Jid, mid: str, content: wamsg.Content, targets: list[Jid],
                            plain_theirs: bytes, plain_own: bytes) -> str:
+        """Encrypt for ``targets`` and commit; raises :class:`_NeedSessions` (nothing written) when
+        some of them have no session to send on."""
         addresses = [await self._address(t) for t in targets]
         now = self._clock()
         async with self.store.transaction(*addresses) as tx:
             encs: list[tuple[Jid | None, Enc]] = []
+            missing: list[Jid] = []
             pkmsg = False
             for t, addr in zip(targets, addresses):
                 plain = plain_own if t.user == self.me.user and t.server == self.me.server else plain_theirs
-                ct = await self.cipher.encrypt_in(tx, addr, plain)
+                try:
+                    ct = await self.cipher.encrypt_in(tx, addr, plain)
+                except NoSessionError:
+                    missing.append(t)
+                    continue
                 kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
                 pkmsg = pkmsg or kind == "pkmsg"
                 encs.append((t, Enc(kind, ct.body)))
+            if missing:
+                raise _NeedSessions(missing)  # the transaction rolls back: no ratchet step is kept
             node = OutgoingMessage(mid, str(chat), tuple(encs),
                                    device_identity=self.device_identity if pkmsg and self.me.device else None).to_node()
             body = encode_node(node)
@@ -585,11 +618,13 @@ class WaMessenger:
     # ------------------------------------------------------------------ LID and phone-number addressing
     async def _lid_for(self, pn_user: str) -> str | None:
         lid = self._lid_of.get(pn_user)
-        if lid is None:
+        if lid is None and pn_user not in self._no_lid:
             async with self.store.transaction() as tx:
                 lid = await tx.get_lid_for_pn(pn_user)
             if lid is not None:
                 self._lid_of[pn_user] = lid
+            else:
+                self._no_lid.add(pn_user)
         return lid
 
     def _account_lock(self, user: str) -> trio.Lock:
@@ -639,6 +674,7 @@ class WaMessenger:
             moved = await tx.migrate_address(pn.signal_address().name, lid.signal_address().name)
             await tx.set_lid_mapping(pn.user, lid.user)
         self._lid_of[pn.user] = lid.user
+        self._no_lid.discard(pn.user)
         self.lid_migrations += 1
         return moved
 
@@ -646,11 +682,15 @@ class WaMessenger:
     async def _device_list(self, user: Jid, *, refresh: bool = False) -> tuple[list[int], bytes | None]:
         key = _META_DEVICES + str(user)
         if not refresh:
-            async with self.store.transaction() as tx:
-                raw = await tx.get_meta(key)
-            if raw is not None:
-                d = json.loads(raw)
-                return list(d["devices"]), None if d["kil"] is None else bytes.fromhex(d["kil"])
+            hit = self._devices.get(key)
+            if hit is None:
+                async with self.store.transaction() as tx:
+                    raw = await tx.get_meta(key)
+                if raw is not None:
+                    d = json.loads(raw)
+                    hit = self._devices[key] = (list(d["devices"]), None if d["kil"] is None else bytes.fromhex(d["kil"]))
+            if hit is not None:
+                return list(hit[0]), hit[1]
         result = await self._iq(UsyncQuery((user,)).to_node)
         found = [u for u in parse_usync_result(result) if u.user == user]
         if found and found[0].lid is not None and user.server == USER_SERVER:
@@ -659,15 +699,19 @@ class WaMessenger:
         kil = found[0].key_index_list if found else None
         async with self.store.transaction() as tx:
             await tx.set_meta(key, json.dumps({"devices": devices, "kil": None if kil is None else kil.hex()}).encode())
+        self._devices[key] = (list(devices), kil)
+        self._phash_ok.clear()
         return devices, kil
 
     async def _forget_devices(self, user: Jid) -> None:
         async with self.store.transaction() as tx:
             await tx.set_meta(_META_DEVICES + str(user), json.dumps({"devices": [], "kil": None}).encode())
+        self._devices[_META_DEVICES + str(user)] = ([], None)
         await self._device_list(user, refresh=True)
 
-    async def _targets(self, chat: Jid, *, include_own: bool = True) -> list[Jid]:
-        """Every device to encrypt for: the recipient's (verified) and our own others, sessions ready."""
+    async def _targets(self, chat: Jid, *, include_own: bool = True, check_sessions: bool = True) -> list[Jid]:
+        """Every device to encrypt for: the recipient's (verified) and our own others, sessions ready
+        (``check_sessions`` False: as listed; the caller starts the sessions it finds missing)."""
         theirs, kil = await self._device_list(chat)
         targets = [chat.with_device(d) for d in theirs]
         if include_own and chat != self.me.user_jid():
@@ -675,18 +719,25 @@ class WaMessenger:
             targets += [self.me.with_device(d) for d in mine if d != self.me.device]
         if chat == self.me.user_jid():
             targets = [t for t in targets if t.device != self.me.device]
+        if not check_sessions:
+            return targets
         missing = [t for t in targets if not await self.cipher.has_session(await self._address(t))]
         if missing:
-            result = await self._iq(lambda i: bundle_query(i, missing))
-            bundles = {b.jid: b for b in parse_bundle_result(result)}
-            for t in missing:
-                b = bundles.get(t)
-                if b is None:
-                    targets.remove(t)
-                    continue
-                if not await self._accept_bundle(t, b, kil):
-                    targets.remove(t)
+            dropped = await self._open_sessions(missing, kil)
+            targets = [t for t in targets if t not in dropped]
         return targets
+
+    async def _open_sessions(self, missing: list[Jid], kil: bytes | None) -> set[Jid]:
+        """Fetch the bundles of ``missing`` and start their sessions; returns the devices left out
+        (no bundle, or refused)."""
+        result = await self._iq(lambda i: bundle_query(i, missing))
+        bundles = {b.jid: b for b in parse_bundle_result(result)}
+        dropped: set[Jid] = set()
+        for t in missing:
+            b = bundles.get(t)
+            if b is None or not await self._accept_bundle(t, b, kil):
+                dropped.add(t)
+        return dropped
 
     async def _accept_bundle(self, jid: Jid, b: DeviceBundle, kil: bytes | None) -> bool:
         """Start a session from ``b`` if the device passes the checks; False: leave it out."""
@@ -820,6 +871,7 @@ class WaMessenger:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._worker)
             nursery.start_soon(self._flusher)
+            nursery.start_soon(self._ack_writer)
             task_status.started()
             async for ev in self.client.events():
                 if isinstance(ev, StateChanged):
@@ -851,7 +903,14 @@ class WaMessenger:
                     await self._emit(StateChanged(ClientState.CLOSED))
                     break
                 if node.tag == "ack" and node.attrs.get("class") == "message":
-                    nursery.start_soon(self._on_ack, node)
+                    if node.attrs.get("error") is None:
+                        self._acks.append(node.attrs.get("id", ""))  # removed in bulk by _ack_writer
+                        self._ack_wake.set()
+                        phash, to = node.attrs.get("phash"), node.attrs.get("from")
+                        if phash and to and self._phash_ok.get(to) != phash:
+                            nursery.start_soon(self._check_phash, to, phash)
+                    else:
+                        nursery.start_soon(self._on_nack, node)
                     continue
                 await self._work_send.send(node)
             nursery.cancel_scope.cancel()
@@ -945,43 +1004,56 @@ class WaMessenger:
             except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
                 continue  # the connection went: the next login reads the outbox again
 
-    async def _on_ack(self, node: Node) -> None:
-        mid = node.attrs.get("id", "")
-        error = node.attrs.get("error")
-        if error is not None:
+    async def _ack_writer(self) -> None:
+        """Take acknowledged messages out of the outbox, every ack that came meanwhile in one
+        transaction. (An ack lost to a crash before this commit only means a resend, which the
+        server acks again without delivering it twice.)"""
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake = trio.Event()
+            acks, self._acks = self._acks, []
+            async with self.store.transaction() as tx:
+                await tx.outbox_discard(acks)
+            self._acked(acks)
+
+    def _acked(self, mids: Iterable[str]) -> None:
+        for mid in mids:
+            if mid not in self._inflight:
+                continue  # (not sent on this connection: counted when it was)
             self._inflight.discard(mid)
-            if error in _FINAL_NACKS:  # the server will never take it: drop it and say so
-                async with self.store.transaction() as tx:
-                    if await tx.outbox_remove(mid):
-                        await self._emit(SendRejected(mid, int(error)))
-            return  # else (a full mailbox share, say): stays in the outbox, sent again later
-        async with self.store.transaction() as tx:
-            removed = await tx.outbox_remove(mid)
-        self._inflight.discard(mid)
-        sent_at = self._sent_at.pop(mid, None)
-        if removed:
+            sent_at = self._sent_at.pop(mid, None)
             self.acked += 1
             if self.metrics is not None:
                 self.metrics.acked.inc()
                 if sent_at is not None:
                     self.metrics.send_latency.observe(max(0.0, self._clock() - sent_at))
-        phash = node.attrs.get("phash")
-        to = node.attrs.get("from")
-        if phash and to:
-            try:
-                chat = Jid.parse(to).user_jid()
-                if chat.is_group:
-                    return  # (the group's devices are read afresh on every group send)
-                theirs, _ = await self._device_list(chat)
-                mine, _ = await self._device_list(self.me.user_jid())
-                # the server's hash: the recipient's devices and our own, except the one that sent
-                devices = {chat.with_device(d) for d in theirs} | {self.me.with_device(d) for d in mine}
-                ours = participant_hash(sorted(devices - {self.me}))
-                if ours != phash:
-                    await self._device_list(chat, refresh=True)
-                    await self._device_list(self.me.user_jid(), refresh=True)
-            except (PeerError, IqError, TransportError):
-                pass
+
+    async def _on_nack(self, node: Node) -> None:
+        mid = node.attrs.get("id", "")
+        self._inflight.discard(mid)
+        if node.attrs.get("error") in _FINAL_NACKS:  # the server will never take it: drop it and say so
+            async with self.store.transaction() as tx:
+                if await tx.outbox_remove(mid):
+                    await self._emit(SendRejected(mid, int(node.attrs["error"])))
+        # else (a full mailbox share, say): stays in the outbox, sent again later
+
+    async def _check_phash(self, to: str, phash: str) -> None:
+        """The server's hash of the devices it delivered to (the recipient's and our own others):
+        on a mismatch our device lists are stale, read them again."""
+        try:
+            chat = Jid.parse(to).user_jid()
+            if chat.is_group:
+                return  # (the group's devices are read afresh on every group send)
+            theirs, _ = await self._device_list(chat)
+            mine, _ = await self._device_list(self.me.user_jid())
+            devices = {chat.with_device(d) for d in theirs} | {self.me.with_device(d) for d in mine}
+            if participant_hash(sorted(devices - {self.me})) == phash:
+                self._phash_ok[to] = phash
+                return
+            await self._device_list(chat, refresh=True)
+            await self._device_list(self.me.user_jid(), refresh=True)
+        except (PeerError, IqError, TransportError):
+            pass
 
     async def _emit(self, ev: WaEvent) -> None:
         await self._ev_send.send(ev)
@@ -1078,8 +1150,10 @@ class WaMessenger:
         if content is None:
             await self._send(ack_for(node).to_node())
             return False
-        async with self.store.transaction() as tx:
-            await tx.retry_count_clear(msg.id, str(device))
+        if (msg.id, str(device)) in self._retried:  # (after a restart a stale count waits for retry_prune)
+            async with self.store.transaction() as tx:
+                await tx.retry_count_clear(msg.id, str(device))
+            self._retried.discard((msg.id, str(device)))
         if (device, msg.id) in self._emitted:
             return False  # pushed again before the application handled it: it already has it
         self._emitted.add((device, msg.id))
@@ -1114,6 +1188,7 @@ class WaMessenger:
             async with self.store.transaction() as tx:
                 count = await tx.retry_count_bump(msg.id, str(device), self._clock())
                 _, reg = await local_identity(tx)
+            self._retried.add((msg.id, str(device)))
             # we lack the session or the prekey it names: a resend on the sender's session cannot help,
             # so the keys for a new one come with the first receipt already (else from the second)
             lost = isinstance(exc, (NoSessionError, NoPreKeyError, NoSignedPreKeyError))
