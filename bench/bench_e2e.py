@@ -215,9 +215,9 @@ def _stores(kind: str, n: int, work: Path) -> Iterator[list[str]]:
         yield [f"sqlite:///{work / f'store{i}.db'}" for i in range(n)]
 
 
-def run(count: int, size: int, window: int, stores: list[str]) -> dict[str, Any]:
+def run(count: int, size: int, window: int, stores: list[str], convs: tuple[int, ...] = (1, 16)) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for c in (1, 16):
+    for c in convs:
         for kind in ["floor", *stores]:
             with tempfile.TemporaryDirectory(prefix="wacrypto-bench-e2e-") as d:
                 work = Path(d)
@@ -251,7 +251,7 @@ def render(res: dict[str, Any]) -> str:
         f"{'row':<13}{'C':>3}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
         f"   cpu: chatd    A    B (cores)",
     ]
-    for c in (1, 16):
+    for c in sorted({int(k.split("/")[1]) for k in res["rows"]}):
         floor = res["rows"].get(f"floor/{c}")
         for kind in ["floor", *res["stores"]]:
             r = res["rows"].get(f"{kind}/{c}")
@@ -272,6 +272,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", type=int, default=1)
     ap.add_argument("--stores", default="sqlite,postgresql")
+    ap.add_argument("--conversations", default="1,16", help="the C values to run, comma-separated")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     stores = [s for s in args.stores.split(",") if s]
@@ -285,7 +286,7 @@ def main() -> int:
         "stores": stores,
         "code": _code_version(),
     }
-    res["rows"] = run(args.count, args.size, args.window, stores)
+    res["rows"] = run(args.count, args.size, args.window, stores, tuple(int(c) for c in args.conversations.split(",")))
     text = render(res)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "e2e.json").write_text(json.dumps(res, indent=2) + "\n")
