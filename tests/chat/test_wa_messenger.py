@@ -418,3 +418,77 @@ async def test_a_message_the_server_refuses_for_good_leaves_the_outbox_with_an_e
             assert await a.m.pending() == 0
             await a.m.send_text(bob.jid, "the next one goes through")
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("kind", ["pkmsg", "msg"])
+async def test_a_backlog_is_read_in_order_with_a_bad_stanza_at_its_place_and_handled_together(
+        tmp_path: Path, kind: str) -> None:
+    # bob comes back to 41 waiting messages (prekey messages while alice has not heard from him,
+    # else plain ones): the worker decrypts the runs of them in one commit each;
+    # the garbled one in the middle is reported at its place, the others are handed out in order,
+    # once; mark_handled_many acknowledges a batch (alice sees fewer receipts than messages), and a
+    # batch not handled before a crash comes again, in order, with its plaintext
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b, running(alice, chatd) as a:
+            await a.m.send_text(bob.jid, "hello")
+            await _handled(b, "hello")
+            if kind == "msg":  # a session both ways: the backlog is plain "msg" stanzas
+                await b.m.send_text(alice.jid, "hello back")
+                await _handled(a, "hello back")
+        async with running(alice, chatd) as a:
+            first = [await a.m.send_text(bob.jid, f"m{i}") for i in range(20)]
+            with trio.fail_after(STEP):
+                while await a.m.pending():
+                    await trio.sleep(0.05)
+        bad = OutgoingMessage("BAD1", str(bob.jid), ((bob.jid, Enc("msg", b"\x33" * 40)),)).to_node()
+        s = await open_store(alice.url)
+        async with s.transaction() as tx:
+            await tx.outbox_put(OutboxEntry("BAD1", str(bob.jid), STANZA_TYPE, encode_node(bad), 0.0))
+        await s.aclose()
+        async with running(alice, chatd) as a:
+            with trio.fail_after(STEP):
+                while await a.m.pending():  # the garbled stanza is sent (from the outbox) before the rest
+                    await trio.sleep(0.05)
+            second = [await a.m.send_text(bob.jid, f"m{i}") for i in range(20, 40)]
+            with trio.fail_after(STEP):
+                while await a.m.pending():
+                    await trio.sleep(0.05)
+            ids = first + second
+            async with running(bob, chatd) as b:
+                with trio.fail_after(STEP):
+                    while len([e for e in b.events if isinstance(e, ReceivedMessage)]) < 40:
+                        b.changed = trio.Event()
+                        await b.changed.wait()
+                seen = [e for e in b.events if isinstance(e, (ReceivedMessage, Undecryptable))]
+                assert [e.id for e in seen] == first + ["BAD1"] + second
+                assert isinstance(seen[20], Undecryptable) and seen[20].error == "InvalidMessageError"
+                got = [e for e in seen if isinstance(e, ReceivedMessage)]
+                assert [g.text for g in got] == [f"m{i}" for i in range(40)]
+                assert not any(g.redelivered for g in got)
+                await b.m.mark_handled_many(got[:25])
+                receipted: set[str] = set()
+                with trio.fail_after(STEP):
+                    while not set(ids[:25]) <= receipted:
+                        e = await a.wait_for(ReceiptReceived, lambda e: not set(e.ids) <= receipted)
+                        receipted |= set(e.ids)
+                receipts = [e for e in a.events if isinstance(e, ReceiptReceived) and set(e.ids) & set(ids)]
+                assert len(receipts) < 25  # one delivery receipt names many messages
+                assert not receipted & set(ids[25:])
+            # ... and bob "crashed" before handling the rest
+            async with running(bob, chatd) as b:
+                with trio.fail_after(STEP):
+                    while len([e for e in b.events if isinstance(e, ReceivedMessage)]) < 15:
+                        b.changed = trio.Event()
+                        await b.changed.wait()
+                again = [e for e in b.events if isinstance(e, ReceivedMessage)]
+                assert [g.id for g in again] == ids[25:] and all(g.redelivered for g in again)
+                assert [g.text for g in again] == [f"m{i}" for i in range(25, 40)]
+                await b.m.mark_handled_many(again)
+            async with running(bob, chatd) as b:
+                await trio.sleep(0.5)
+                assert not [e for e in b.events if isinstance(e, ReceivedMessage)]
+        nursery.cancel_scope.cancel()

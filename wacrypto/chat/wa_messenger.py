@@ -153,6 +153,8 @@ SENT_RETENTION: Final = 7 * 86400.0  # seconds a sent plaintext is kept for retr
 SIGNED_PREKEY_MAX_AGE: Final = 7 * 86400.0
 RETRY_KEEP: Final = 14 * 86400.0  # seconds a receiver's retry count is remembered
 _EVENTS_BUFFER: Final = 1024
+_RECEIPT_IDS: Final = 256  # message ids in one delivery receipt, at most
+_READ_BATCH: Final = 256  # queued stanzas the worker takes at once (a run of them decrypts in one commit)
 _META_REGISTERED: Final = "wa.registered"
 _META_DEVICES: Final = "wa.devices:"  # + user JID: JSON {"devices": [...], "kil": hex or null}
 _META_REBUILT: Final = "wa.rebuilt:"  # + address: when we last rebuilt that session for a retry
@@ -530,19 +532,36 @@ class WaMessenger:
 
     async def mark_handled(self, msg: ReceivedMessage) -> None:
         """``msg`` is safe with the application: forget its plaintext, acknowledge it, send the receipt."""
-        if msg._digests:
-            address = await self._address(msg.sender)
-            await self.cipher.mark_handled_many([(address, d) for d in msg._digests])
-        if msg._node is not None:
-            await self._send(ack_for(msg._node).to_node())
-            await self._send(Receipt((msg.id,), str(msg.sender)).to_node())
-        self._emitted.discard((msg.sender, msg.id))
-        self.received += 1
-        t0 = self._received_at.pop((msg.sender, msg.id), None)
-        if self.metrics is not None:
-            self.metrics.received.inc()
-            if t0 is not None:
-                self.metrics.handle_latency.observe(max(0.0, self._clock() - t0))
+        await self.mark_handled_many([msg])
+
+    async def mark_handled_many(self, msgs: Sequence[ReceivedMessage]) -> None:
+        """:meth:`mark_handled` for several messages: one store commit, then their acks, and one
+        delivery receipt per run of messages from the same sender device. Once it returns, none of
+        them is handed out again; if it raises, none of them was acknowledged."""
+        items: list[tuple[Address, bytes]] = []
+        for m in msgs:
+            if m._digests:
+                address = await self._address(m.sender)
+                items += [(address, d) for d in m._digests]
+        await self.cipher.mark_handled_many(items)
+        receipt: list[str] = []
+        for i, m in enumerate(msgs):
+            if m._node is not None:
+                await self._send(ack_for(m._node).to_node())
+                receipt.append(m.id)
+            last = i + 1 == len(msgs) or msgs[i + 1].sender != m.sender or len(receipt) >= _RECEIPT_IDS
+            if last and receipt:
+                await self._send(Receipt(tuple(receipt), str(m.sender)).to_node())
+                receipt = []
+        now = self._clock()
+        for m in msgs:
+            self._emitted.discard((m.sender, m.id))
+            self.received += 1
+            t0 = self._received_at.pop((m.sender, m.id), None)
+            if self.metrics is not None:
+                self.metrics.received.inc()
+                if t0 is not None:
+                    self.metrics.handle_latency.observe(max(0.0, now - t0))
 
     async def send_read(self, msg: ReceivedMessage) -> None:
         await self._send(Receipt((msg.id,), str(msg.sender), type="read").to_node())
@@ -1059,12 +1078,83 @@ class WaMessenger:
         await self._ev_send.send(ev)
 
     async def _worker(self) -> None:
-        """Handle delivered stanzas in order (may wait for iqs: the reader keeps reading)."""
+        """Handle delivered stanzas in order (may wait for iqs: the reader keeps reading).
+
+        What has queued up meanwhile is taken together: consecutive plain pairwise messages of one
+        sender device are decrypted in one store transaction (one commit for the run, see
+        :meth:`_read_run`); everything else one stanza at a time, as it came.
+        """
         async for node in self._work_recv:
+            batch = [node]
+            while len(batch) < _READ_BATCH:
+                try:
+                    batch.append(self._work_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            i = 0
+            while i < len(batch):
+                run = self._plain_run(batch, i)
+                try:
+                    if len(run) > 1:
+                        await self._read_run(run)
+                    else:
+                        await self._handle(batch[i])
+                except (IqError, TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass  # not acked: the server delivers them again after the next login
+                i += max(1, len(run))
+
+    def _plain_run(self, batch: list[Node], start: int) -> list[tuple[Node, IncomingMessage]]:
+        """The longest run from ``batch[start]`` of messages from one device, each a single pairwise
+        ``msg`` or ``pkmsg`` (no group, no companion pkmsg to ADV-check, sender not held): what
+        :meth:`_read_run` may take."""
+        run: list[tuple[Node, IncomingMessage]] = []
+        device: Jid | None = None
+        for node in batch[start:]:
+            if node.tag != "message":
+                break
             try:
-                await self._handle(node)
-            except (IqError, TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
-                continue  # not acked: the server delivers it again after the next login
+                msg = IncomingMessage.from_node(node)
+                dev = msg.sending_device
+                dev.signal_address()
+            except PeerError:
+                break
+            if msg.participant is not None or len(msg.encs) != 1 or dev in self._held:
+                break
+            kind = msg.encs[0].type
+            if not (kind == "msg" or (kind == "pkmsg" and (dev.device == 0 or dev.user == self.me.user))):
+                break  # (a companion's pkmsg from another account is checked first: ADV, one at a time)
+            if device is not None and dev != device:
+                break
+            device = dev
+            run.append((node, msg))
+        return run
+
+    async def _read_run(self, run: list[tuple[Node, IncomingMessage]]) -> None:
+        """Decrypt a run of :meth:`_plain_run` in one transaction and hand the messages out in order;
+        a message that fails is dealt with at its place, exactly as :meth:`_read` would."""
+        device = run[0][1].sending_device
+        again: list[Node] = []
+        async with self._account_lock(device.user):
+            addr = await self._address(device)
+            results = await self.cipher.decrypt_once_many(
+                addr, [(PREKEY_TYPE if m.encs[0].type == "pkmsg" else WHISPER_TYPE, m.encs[0].ciphertext) for _, m in run])
+            for (node, msg), got in zip(run, results):
+                if again or device in self._held:  # an identity question came up: the rest waits behind it
+                    again.append(node)
+                    continue
+                if isinstance(got, BaseException):
+                    if await self._read_failed(msg, node, device, got):
+                        again.append(node)
+                    continue
+                try:
+                    content = wamsg.decode(got.plaintext, v=msg.encs[0].v)
+                except PeerError as exc:
+                    await self.cipher.mark_handled(addr, got.digest)
+                    await self._undecryptable(msg, node, exc, retry=False)
+                    continue
+                await self._hand_out(msg, node, device, content, [got.digest], got.redelivered, None)
+        for node in again:  # the sender's new identity is trusted now, or they are held: as one at a time
+            await self._on_message(node)
 
     async def _handle(self, node: Node) -> None:
         tag = node.tag
@@ -1120,18 +1210,8 @@ class WaMessenger:
                 else:
                     msg_type = PREKEY_TYPE if enc.type == "pkmsg" else WHISPER_TYPE
                     got = await self.cipher.decrypt_once(addr, msg_type, enc.ciphertext)
-            except DuplicateMessageError:
-                await self._send(ack_for(node).to_node())
-                return False
-            except UntrustedIdentityError as exc:
-                key = getattr(exc, "identity_key", None)
-                if isinstance(key, bytes) and await self._identity_changed(device, key):
-                    return True
-                self._held.setdefault(device, []).append(node)
-                return False
             except (PeerError, MissingStateError) as exc:
-                await self._undecryptable(msg, node, exc)
-                return False
+                return await self._read_failed(msg, node, device, exc)
             try:
                 content = wamsg.decode(got.plaintext, v=enc.v)
             except PeerError as exc:
@@ -1150,12 +1230,33 @@ class WaMessenger:
         if content is None:
             await self._send(ack_for(node).to_node())
             return False
+        await self._hand_out(msg, node, device, content, digests, redelivered, group)
+        return False
+
+    async def _read_failed(self, msg: IncomingMessage, node: Node, device: Jid,
+                           exc: PeerError | MissingStateError) -> bool:
+        """A message that did not decrypt (nothing changed): True when it should be read again."""
+        if isinstance(exc, DuplicateMessageError):
+            await self._send(ack_for(node).to_node())
+            return False
+        if isinstance(exc, UntrustedIdentityError):
+            key = getattr(exc, "identity_key", None)
+            if isinstance(key, bytes) and await self._identity_changed(device, key):
+                return True
+            self._held.setdefault(device, []).append(node)
+            return False
+        await self._undecryptable(msg, node, exc)
+        return False
+
+    async def _hand_out(self, msg: IncomingMessage, node: Node, device: Jid, content: wamsg.Content,
+                        digests: list[bytes], redelivered: bool, group: Jid | None) -> None:
+        """Give a decrypted message to the application (once, until it is handled)."""
         if (msg.id, str(device)) in self._retried:  # (after a restart a stale count waits for retry_prune)
             async with self.store.transaction() as tx:
                 await tx.retry_count_clear(msg.id, str(device))
             self._retried.discard((msg.id, str(device)))
         if (device, msg.id) in self._emitted:
-            return False  # pushed again before the application handled it: it already has it
+            return  # pushed again before the application handled it: it already has it
         self._emitted.add((device, msg.id))
         self._received_at[(device, msg.id)] = self._clock()
         if group is not None:
@@ -1164,7 +1265,6 @@ class WaMessenger:
             chat = Jid.parse(content.destination) if content.destination else device.user_jid()
         await self._emit(ReceivedMessage(msg.id, chat, device, content, msg.timestamp, redelivered,
                                          tuple(digests), node))
-        return False
 
     async def _group_decrypt_once(self, gid: str, sender: Address, body: bytes) -> ExactlyOnce:
         """The skmsg decrypted exactly once, as :meth:`SessionCipher.decrypt_once` does for pairwise ones."""

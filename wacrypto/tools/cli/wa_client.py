@@ -158,35 +158,69 @@ async def _report_logins(dev: _Device) -> None:
         await dev.down.wait()  # this login is over: wait for the next one
 
 
+_HANDLE_BATCH = 256  # received messages marked handled together (one commit), at most
+
+
 async def _report_events(dev: _Device, m: WaMessenger, receipts: bool) -> None:
+    """Report each event; the messages that have queued up meanwhile are marked handled together
+    (one :meth:`~WaMessenger.mark_handled_many`), each with its ``received`` line before and its
+    ``handled`` line after."""
     me = str(dev.jid)
-    async for ev in m.events():
-        if isinstance(ev, ReceivedMessage):
-            emit({"received": ev.id, "from": str(ev.sender), "chat": str(ev.chat), "text": ev.text,
-                  "redelivered": ev.redelivered, "me": me, "t": time.monotonic()})
-            await m.mark_handled(ev)
-            emit({"handled": ev.id, "from": str(ev.sender), "me": me, "t": time.monotonic()})
-        elif isinstance(ev, StateChanged):
-            out: dict[str, Any] = {"state": ev.state.value, "me": me}
-            if ev.error is not None:
-                out["error"] = type(ev.error).__name__
-            emit(out)
-            if ev.state is not ClientState.CONNECTED:
-                dev.down.set()
-            if ev.state is ClientState.CLOSED:
-                emit({"closed": me, "error": None if ev.error is None else type(ev.error).__name__})
+    events = m.events()
+    async for first in events:
+        batch = [first]
+        while len(batch) < _HANDLE_BATCH:
+            try:
+                batch.append(events.receive_nowait())
+            except trio.WouldBlock:
+                break
+        msgs: list[ReceivedMessage] = []
+        for ev in batch:
+            if isinstance(ev, ReceivedMessage):
+                emit({"received": ev.id, "from": str(ev.sender), "chat": str(ev.chat), "text": ev.text,
+                      "redelivered": ev.redelivered, "me": me, "t": time.monotonic()})
+                msgs.append(ev)
+                continue
+            if msgs:  # in order: the messages before this event are handled before it is reported
+                await _handled(m, msgs, me)
+                msgs = []
+            if not _report(dev, ev, me, receipts):
                 return
-        elif isinstance(ev, Undecryptable):
-            emit({"undecryptable": ev.id, "from": str(ev.sender), "error": ev.error, "retry_count": ev.retry_count,
-                  "gave_up": ev.gave_up, "me": me})
-        elif isinstance(ev, IdentityChanged):
-            emit({"identity_changed": str(ev.jid), "accepted": ev.accepted, "me": me})
-        elif isinstance(ev, DeviceRejected):
-            emit({"device_rejected": str(ev.jid), "reason": ev.reason, "me": me})
-        elif isinstance(ev, SendRejected):
-            emit({"rejected": ev.id, "code": ev.code, "me": me})
-        elif isinstance(ev, ReceiptReceived) and receipts:
-            emit({"receipt": list(ev.ids), "from": str(ev.sender), "type": ev.type, "me": me})
+        if msgs:
+            await _handled(m, msgs, me)
+
+
+async def _handled(m: WaMessenger, msgs: list[ReceivedMessage], me: str) -> None:
+    await m.mark_handled_many(msgs)
+    t = time.monotonic()
+    for ev in msgs:
+        emit({"handled": ev.id, "from": str(ev.sender), "me": me, "t": t})
+
+
+def _report(dev: _Device, ev: object, me: str, receipts: bool) -> bool:
+    """One line for an event other than a message; False once the device's connection closed for good."""
+    if isinstance(ev, StateChanged):
+        out: dict[str, Any] = {"state": ev.state.value, "me": me}
+        if ev.error is not None:
+            out["error"] = type(ev.error).__name__
+        emit(out)
+        if ev.state is not ClientState.CONNECTED:
+            dev.down.set()
+        if ev.state is ClientState.CLOSED:
+            emit({"closed": me, "error": None if ev.error is None else type(ev.error).__name__})
+            return False
+    elif isinstance(ev, Undecryptable):
+        emit({"undecryptable": ev.id, "from": str(ev.sender), "error": ev.error, "retry_count": ev.retry_count,
+              "gave_up": ev.gave_up, "me": me})
+    elif isinstance(ev, IdentityChanged):
+        emit({"identity_changed": str(ev.jid), "accepted": ev.accepted, "me": me})
+    elif isinstance(ev, DeviceRejected):
+        emit({"device_rejected": str(ev.jid), "reason": ev.reason, "me": me})
+    elif isinstance(ev, SendRejected):
+        emit({"rejected": ev.id, "code": ev.code, "me": me})
+    elif isinstance(ev, ReceiptReceived) and receipts:
+        emit({"receipt": list(ev.ids), "from": str(ev.sender), "type": ev.type, "me": me})
+    return True
 
 
 async def _send(dev: _Device, to: str, text: str, key: str) -> None:
