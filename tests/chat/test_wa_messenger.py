@@ -492,3 +492,25 @@ async def test_a_backlog_is_read_in_order_with_a_bad_stanza_at_its_place_and_han
                 await trio.sleep(0.5)
                 assert not [e for e in b.events if isinstance(e, ReceivedMessage)]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_damaged_stanza_in_the_outbox_is_never_sent_and_leaves_it_with_an_event(tmp_path: Path) -> None:
+    # stanzas go from the outbox to the connection as committed, not decoded again: one that no
+    # longer decodes is caught when the outbox is read, instead of costing the connection
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    s = await open_store(alice.url)
+    async with s.transaction() as tx:
+        await tx.outbox_put(OutboxEntry("DAMAGED1", str(bob.jid), STANZA_TYPE, b"\xf8\x99garbage", 0.0))
+    await s.aclose()
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b, running(alice, chatd) as a:
+            rejected = await a.wait_for(SendRejected)
+            assert rejected.id == "DAMAGED1" and rejected.code == 0
+            assert await a.m.pending() == 0
+            await a.m.send_text(bob.jid, "the next one goes through")
+            await _handled(b, "the next one goes through")
+            assert a.m.reconnects == 0
+        nursery.cancel_scope.cancel()

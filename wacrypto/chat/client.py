@@ -75,7 +75,7 @@ from wacrypto.transport.chat_connection import (
 )
 from wacrypto.transport.noise_connection import ClientSettings, ConnectionClosed, NoiseConnection
 from wacrypto.transport.framing import DEFAULT_HEADER
-from wacrypto.transport.messages import Ack, ClientPayload, Message, Node, StreamErrorCode
+from wacrypto.transport.messages import Ack, ClientPayload, EncodedNode, Message, Node, StreamErrorCode
 from wacrypto.chat.driver import PING_REQUEST, ConnectionDriver, Outgoing
 from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChanged
 
@@ -295,6 +295,14 @@ class ChatClient:
         What the server sends back arrives as :class:`NodeReceived` events."""
         self._check_open()
         await self._out_send.send(node)
+
+    async def send_encoded(self, data: bytes, tag: str) -> None:
+        """:meth:`send_node` of a stanza already encoded (the WABinary bytes of a ``tag`` node, as an
+        outbox keeps them): sent as they are. Waits while the send queue is full."""
+        self._check_open()
+        if len(data) > self._config.max_frame_len - NOISE_TAG_LEN:
+            raise InvalidArgumentError("stanza larger than one frame")
+        await self._out_send.send(EncodedNode(bytes(data), tag))
 
     async def ack(self, id: str) -> None:
         """Acknowledge a received message (after persisting it)."""

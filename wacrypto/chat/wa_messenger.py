@@ -227,7 +227,8 @@ class DeviceRejected:
 @dataclass(frozen=True, slots=True)
 class SendRejected:
     """The server refused a sent message for good (nack ``code``: 487 malformed, 488 not acceptable,
-    491 bad protobuf); it left the outbox."""
+    491 bad protobuf), or (``code`` 0) its stanza in the outbox is unreadable (a damaged row, never
+    sent); it left the outbox."""
 
     id: str
     code: int
@@ -1006,7 +1007,16 @@ class WaMessenger:
                 if len(rows) == OUTBOX_BATCH:
                     self._reload = True  # more behind these: read on once they are sent
                     self._flush_wake.set()
-                stored = [(r.message_id, r.body) for r in rows if r.msg_type == STANZA_TYPE]
+                stored: list[tuple[str, bytes]] = []
+                damaged: list[tuple[str, bytes]] = []
+                for r in rows:
+                    if r.msg_type == STANZA_TYPE:
+                        (stored if _is_message_stanza(r.body) else damaged).append((r.message_id, r.body))
+                if damaged:  # never sent as it is: it would only make the server drop the connection
+                    async with self.store.transaction() as tx:
+                        await tx.outbox_discard([i for i, _ in damaged])
+                    for i, _ in damaged:
+                        await self._emit(SendRejected(i, 0))
                 ids = {i for i, _ in stored}
                 self._queue = deque(stored + [q for q in self._queue if q[0] not in ids])
             try:
@@ -1015,7 +1025,7 @@ class WaMessenger:
                     if mid in self._inflight:
                         continue
                     self._inflight.add(mid)
-                    await self._send(decode_node(body))
+                    await self.client.send_encoded(body, "message")  # as committed: not decoded again
                     self.sent += 1
                     self._sent_at.setdefault(mid, self._clock())
                     if self.metrics is not None:
@@ -1414,6 +1424,14 @@ class WaMessenger:
         elif isinstance(note, DevicesNotification):
             await self._device_list(note.jid.user_jid(), refresh=True)
         await self._send(ack_for(node).to_node())
+
+
+def _is_message_stanza(body: bytes) -> bool:
+    """An outbox row's stanza decodes, as a message."""
+    try:
+        return decode_node(body).tag == "message"
+    except PeerError:
+        return False
 
 
 def _nack(node: Node, code: int) -> Node:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import final
+from typing import Final, final
 
 from wacrypto.errors import (
     FrameError,
@@ -44,6 +44,7 @@ from wacrypto.transport.certs import CertDetails
 from wacrypto.transport.messages import (
     Ack,
     ClientPayload,
+    EncodedNode,
     Message,
     Ping,
     Pong,
@@ -156,10 +157,13 @@ class StreamErrorReceived:
 ChatEvent = Connected | MessageReceived | AckReceived | NodeReceived | PingReceived | PongReceived | StreamErrorReceived | ConnectionClosed
 
 
+_ANSWERED: Final = ("message", "receipt", "notification")  # (and iq get/set) what the peer answers
+
+
 def _expects_answer(stanza: Stanza) -> bool:
     """A stanza the peer answers (so the dead-socket rule applies): a message, receipt or iq request."""
     assert isinstance(stanza, Node)
-    return stanza.tag in ("message", "receipt", "notification") or (
+    return stanza.tag in _ANSWERED or (
         stanza.tag == "iq" and stanza.attrs.get("type") in ("get", "set"))
 
 
@@ -282,7 +286,8 @@ class ChatConnection:
         """Queue one stanza (encrypted, framed, whole). Messages and pings arm the dead-socket rule."""
         self._noise.send_frame(encode_stanza(stanza))
         t = type(stanza)
-        if t is Message or t is Ping or (t is Node and _expects_answer(stanza)):
+        if t is Message or t is Ping or (t is Node and _expects_answer(stanza)) or (
+                isinstance(stanza, EncodedNode) and stanza.tag in _ANSWERED):
             if self._unanswered_since is None:
                 self._unanswered_since = now
 

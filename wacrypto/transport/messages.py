@@ -31,6 +31,7 @@ from wacrypto.transport.noise import NoiseMessage
 __all__ = [
     "Ack",
     "ClientPayload",
+    "EncodedNode",
     "HandshakeKind",
     "Node",
     "PING_ID_PREFIX",
@@ -233,7 +234,18 @@ class Ack:
         _check_id(self.id)
 
 
-Stanza = Ping | Pong | StreamError | Message | Ack | Node
+@final
+@dataclass(frozen=True, slots=True)
+class EncodedNode:
+    """A WhatsApp stanza already encoded (WABinary node bytes, as an outbox keeps it): sent as it
+    is, not decoded and encoded again. ``tag`` is the node's tag (for the dead-socket rule). Only
+    ever sent; received frames are decoded."""
+
+    data: bytes
+    tag: str
+
+
+Stanza = Ping | Pong | StreamError | Message | Ack | Node | EncodedNode
 
 PING_ID_PREFIX: Final = "ping."
 _SERVER: Final = "s.whatsapp.net"
@@ -272,6 +284,9 @@ def stanza_node(st: Stanza) -> Node:
     if t is StreamError:
         assert isinstance(st, StreamError)
         return stream_error_node(st.code, conflict=conflict_type(st.code), text=st.text)
+    if t is EncodedNode:
+        assert isinstance(st, EncodedNode)
+        return decode_node(st.data)
     raise InvalidArgumentError(f"not a stanza: {type(st).__name__}")
 
 
@@ -300,6 +315,9 @@ def node_stanza(node: Node) -> Stanza:
 
 
 def encode_stanza(st: Stanza) -> bytes:
+    if type(st) is EncodedNode:
+        assert isinstance(st, EncodedNode)
+        return st.data
     return encode_node(stanza_node(st))
 
 
