@@ -63,7 +63,8 @@ def uncancellable_thread_call(fn: Callable[[], T]) -> Any:
         except trio.RunFinishedError:  # pragma: no cover - the run ended under us
             pass
 
-    trio.lowlevel.start_thread_soon(fn, deliver, name="wacrypto store lane")
+    # no thread name: trio would rename the OS thread twice per hop (two system calls a transaction)
+    trio.lowlevel.start_thread_soon(fn, deliver)
     return wait_task_rescheduled(lambda _: Abort.FAILED)
 
 
