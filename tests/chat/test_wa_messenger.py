@@ -30,7 +30,7 @@ from wacrypto.store.protocols import OutboxEntry
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.whatsapp.stanzas import Enc, OutgoingMessage
 from wacrypto.wire.binary import encode_node
-from wa_harness import STEP, Chatd, Device, Running, _handled, _new_device, running
+from wa_harness import STEP, Chatd, Device, Running, _handled, _new_device, drained, running
 
 
 async def test_registration_and_a_conversation_both_ways(tmp_path: Path) -> None:
@@ -67,9 +67,7 @@ async def test_offline_delivery_survives_a_chatd_restart(tmp_path: Path) -> None
             pass  # registered, then offline
         async with running(alice, chatd) as a:
             ids = [await a.m.send_text(bob.jid, f"offline {i}") for i in range(5)]
-            with trio.fail_after(STEP):
-                while await a.m.pending():
-                    await trio.sleep(0.05)
+            await drained(a)
         await chatd.stop()
         await chatd.start(nursery)  # a new server on the same database, same port
         async with running(bob, chatd) as b:
@@ -305,9 +303,7 @@ async def test_chatd_down_mid_conversation_loses_nothing(tmp_path: Path) -> None
             await chatd.start(nursery)
             for i, mid in enumerate(ids):
                 assert (await _handled(b, f"while down {i}")).id == mid
-            with trio.fail_after(STEP):
-                while await a.m.pending():
-                    await trio.sleep(0.05)
+            await drained(a)
             assert a.m.reconnects >= 1
         nursery.cancel_scope.cancel()
 
@@ -441,22 +437,16 @@ async def test_a_backlog_is_read_in_order_with_a_bad_stanza_at_its_place_and_han
                 await _handled(a, "hello back")
         async with running(alice, chatd) as a:
             first = [await a.m.send_text(bob.jid, f"m{i}") for i in range(20)]
-            with trio.fail_after(STEP):
-                while await a.m.pending():
-                    await trio.sleep(0.05)
+            await drained(a)
         bad = OutgoingMessage("BAD1", str(bob.jid), ((bob.jid, Enc("msg", b"\x33" * 40)),)).to_node()
         s = await open_store(alice.url)
         async with s.transaction() as tx:
             await tx.outbox_put(OutboxEntry("BAD1", str(bob.jid), STANZA_TYPE, encode_node(bad), 0.0))
         await s.aclose()
         async with running(alice, chatd) as a:
-            with trio.fail_after(STEP):
-                while await a.m.pending():  # the garbled stanza is sent (from the outbox) before the rest
-                    await trio.sleep(0.05)
+            await drained(a)  # the garbled stanza is sent (from the outbox) before the rest
             second = [await a.m.send_text(bob.jid, f"m{i}") for i in range(20, 40)]
-            with trio.fail_after(STEP):
-                while await a.m.pending():
-                    await trio.sleep(0.05)
+            await drained(a)
             ids = first + second
             async with running(bob, chatd) as b:
                 with trio.fail_after(STEP):
@@ -513,4 +503,94 @@ async def test_a_damaged_stanza_in_the_outbox_is_never_sent_and_leaves_it_with_a
             await a.m.send_text(bob.jid, "the next one goes through")
             await _handled(b, "the next one goes through")
             assert a.m.reconnects == 0
+        nursery.cancel_scope.cancel()
+
+
+async def _all_received(r: Running, n: int) -> list[ReceivedMessage]:
+    with trio.fail_after(STEP):
+        while len(got := [e for e in r.events if isinstance(e, ReceivedMessage)]) < n:
+            r.changed = trio.Event()
+            await r.changed.wait()
+    return got
+
+
+async def test_concurrent_sends_to_one_chat_commit_together_and_start_one_session(tmp_path: Path) -> None:
+    # 30 send_text calls at once to a chat with no session yet: the ones that find the sessions
+    # missing start them once (one bundle fetch: bob loses one one-time prekey, not one per send),
+    # then the sends commit in groups; every id returned arrives once, with its text (concurrent
+    # calls have no order among themselves; trio starts tasks in no fixed order)
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b, running(alice, chatd) as a:
+            async with b.store.transaction() as tx:
+                prekeys = await tx.count_prekeys()
+            ids: dict[str, str] = {}
+
+            async def one(text: str) -> None:
+                ids[text] = await a.m.send_text(bob.jid, text)
+
+            async with trio.open_nursery() as senders:
+                for i in range(30):
+                    senders.start_soon(one, f"c{i}")
+            got = await _all_received(b, 30)
+            assert sorted((g.text, g.id) for g in got) == sorted(ids.items())
+            await b.m.mark_handled_many(got)
+            async with b.store.transaction() as tx:
+                assert await tx.count_prekeys() == prekeys - 1
+            # a steady conversation: 40 at once, some cancelled on the way: what returned an id
+            # arrives once, what was cancelled either arrives once or never
+            async with trio.open_nursery() as senders:
+                for i in range(30, 70):
+                    senders.start_soon(one, f"c{i}")
+                with trio.fail_after(STEP):
+                    while len(ids) == 30:  # the first of them committed: cancel the rest under way
+                        await trio.sleep(0.001)
+                senders.cancel_scope.cancel()
+            await a.m.send_text(bob.jid, "last")
+            await drained(a)
+            got = await _all_received(b, 31)
+            await trio.sleep(0.3)
+            texts = [e.text for e in b.events if isinstance(e, ReceivedMessage)]
+            assert len(texts) == len(set(texts)) and "last" in texts
+            assert set(ids) <= set(texts) <= set(ids) | {f"c{i}" for i in range(70)} | {"last"}
+            assert not a.m._send_queue  # nothing a cancelled send left behind
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_mailbox_share_delays_sends_by_a_backoff_not_the_resend_period(tmp_path: Path) -> None:
+    # bob is offline; chatd keeps at most 10 of alice's messages for him and nacks the rest: they
+    # stay in alice's outbox, sent again soon (0.25 s, doubling while only nacks come back), so
+    # once bob reads his mailbox all 25 arrive within seconds, not after the 30 s resend period
+    chatd = Chatd(tmp_path / "chatd.db", mailbox_sender_limit=10)
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b, running(alice, chatd) as a:
+            await a.m.send_text(bob.jid, "hello")
+            await _handled(b, "hello")
+        async with running(alice, chatd) as a:
+            ids = [await a.m.send_text(bob.jid, f"q{i}") for i in range(25)]
+            with trio.fail_after(STEP):
+                while a.m.acked < 10:  # the 10 that fit
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)
+            assert await a.m.pending() == 15  # refused for now, kept
+            async with running(bob, chatd) as b:
+                t0 = trio.current_time()
+                with trio.fail_after(STEP):
+                    while len(got := [e for e in b.events if isinstance(e, ReceivedMessage)]) < 25:
+                        for e in got:
+                            if e._node is not None and (e.sender, e.id) in b.m._emitted:
+                                await b.m.mark_handled(e)
+                        b.changed = trio.Event()
+                        with trio.move_on_after(0.1):
+                            await b.changed.wait()
+                assert trio.current_time() - t0 < 15  # well inside RESEND_AFTER (30 s)
+                assert sorted(e.id for e in got) == sorted(ids)
+                assert len({e.id for e in got}) == 25
+            await drained(a)
         nursery.cancel_scope.cancel()

@@ -22,7 +22,7 @@ from wacrypto.store.protocols import KeyStore
 from wacrypto.transport.chat_connection import KeepaliveSettings
 from wacrypto.whatsapp.jid import Jid
 
-__all__ = ["KEYS", "STEP", "Chatd", "Device", "Running", "_config", "_handled", "_new_device", "running"]
+__all__ = ["KEYS", "STEP", "Chatd", "Device", "Running", "_config", "_handled", "_new_device", "drained", "running"]
 
 KEYS, _, _ = ServerKeys.generate()
 STEP = 20.0  # seconds any one step may take
@@ -129,3 +129,10 @@ async def _handled(dev: Running, text: str) -> ReceivedMessage:
     msg = await dev.next_message(text)
     await dev.m.mark_handled(msg)
     return msg
+
+
+async def drained(dev: Running) -> None:
+    """Wait until the device's outbox is empty (every message it sent acknowledged by the server)."""
+    with trio.fail_after(STEP):
+        while await dev.m.pending():
+            await trio.sleep(0.05)

@@ -147,6 +147,7 @@ SENDER_KEY_TYPE: Final = 7  # the dedup digest's kind byte of a SenderKeyMessage
 STANZA_TYPE: Final = 0  # outbox rows of this messenger hold a whole encoded <message> stanza
 IQ_TIMEOUT: Final = 20.0
 RESEND_AFTER: Final = 30.0  # seconds: what is unacknowledged and not in flight is sent again
+_NACK_RETRY_FIRST: Final = 0.25  # seconds after a nack that may pass before the outbox goes again (doubling)
 OUTBOX_BATCH: Final = 500  # outbox rows read at a time
 _FINAL_NACKS: Final = frozenset({"487", "488", "491"})  # malformed, unacceptable, bad protobuf: never taken
 SENT_RETENTION: Final = 7 * 86400.0  # seconds a sent plaintext is kept for retry receipts
@@ -154,7 +155,8 @@ SIGNED_PREKEY_MAX_AGE: Final = 7 * 86400.0
 RETRY_KEEP: Final = 14 * 86400.0  # seconds a receiver's retry count is remembered
 _EVENTS_BUFFER: Final = 1024
 _RECEIPT_IDS: Final = 256  # message ids in one delivery receipt, at most
-_READ_BATCH: Final = 256  # queued stanzas the worker takes at once (a run of them decrypts in one commit)
+_READ_BATCH: Final = 256
+_SEND_BATCH: Final = 64  # sends to one chat committed in one transaction, at most  # queued stanzas the worker takes at once (a run of them decrypts in one commit)
 _META_REGISTERED: Final = "wa.registered"
 _META_DEVICES: Final = "wa.devices:"  # + user JID: JSON {"devices": [...], "kil": hex or null}
 _META_REBUILT: Final = "wa.rebuilt:"  # + address: when we last rebuilt that session for a retry
@@ -262,6 +264,19 @@ class IqError(NetworkError):
     """The server answered an iq with an error (or not at all within the timeout)."""
 
 
+@dataclass(eq=False)
+class _PendingSend:
+    """Internal: one send waiting for its group commit (see :meth:`WaMessenger._combined_send`)."""
+
+    mid: str
+    content: wamsg.Content
+    targets: list[Jid]
+    plain_theirs: bytes
+    plain_own: bytes
+    done: bool = False
+    error: Exception | None = None
+
+
 class _NeedSessions(Exception):
     """Internal: these devices have no session to send on (the send's transaction rolls back)."""
 
@@ -335,8 +350,12 @@ class WaMessenger:
         self._phash_ok: dict[str, str] = {}  # chat -> the server's participant hash our lists matched last
         self._acks: list[str] = []  # acked message ids, not yet removed from the outbox
         self._ack_wake = trio.Event()
+        self._nack_backoff = 0.0  # seconds: the wait after the last passing nack (0: none lately)
+        self._resend_at: float | None = None  # trio clock: read the outbox again then (after a nack)
         self._retried: set[tuple[str, str]] = set()  # (message id, sender device) we asked to resend
         self._lid_locks: dict[str, trio.Lock] = {}
+        self._send_queue: dict[str, list[_PendingSend]] = {}  # chat -> sends waiting for a group commit
+        self._opening: dict[str, trio.Lock] = {}  # chat -> held while its missing sessions are started
         self.digest_mismatches = 0  # logins where the server's digest of our keys did not match
         self.reconnects = 0
         self.server_prekeys: int | None = None  # one-time prekeys the server said it holds, last check
@@ -377,46 +396,89 @@ class WaMessenger:
         for _ in range(3):
             if not targets:
                 break
-            async with self._accounts_locked(t.user for t in targets):
-                try:
-                    return await self._commit_send(chat, mid, content, targets, plain_theirs, plain_own)
-                except _NeedSessions as need:
-                    missing = need.devices
+            try:
+                return await self._combined_send(chat, _PendingSend(mid, content, targets, plain_theirs, plain_own))
+            except _NeedSessions as need:
+                missing = need.devices
             _, kil = await self._device_list(chat)
-            dropped = await self._open_sessions(missing, kil)
+            async with self._opening_lock(str(chat)):  # the sends that found them missing together: one fetch
+                still = [t for t in missing if not await self.cipher.has_session(await self._address(t))]
+                dropped = await self._open_sessions(still, kil) if still else set()
             targets = [t for t in targets if t not in dropped]
         raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
 
-    async def _commit_send(self, chat: Jid, mid: str, content: wamsg.Content, targets: list[Jid],
-                           plain_theirs: bytes, plain_own: bytes) -> str:
-        """Encrypt for ``targets`` and commit; raises :class:`_NeedSessions` (nothing written) when
-        some of them have no session to send on."""
+    def _opening_lock(self, chat: str) -> trio.Lock:
+        return self._opening.setdefault(chat, trio.Lock())
+
+    async def _combined_send(self, chat: Jid, entry: _PendingSend) -> str:
+        """Group commit of the sends to one chat: the sends that queued up while one was committing
+        (for the same devices) commit together in the next transaction, in the order they came.
+        Raises :class:`_NeedSessions` (nothing written) when some device has no session yet."""
+        key = str(chat)
+        queue = self._send_queue.setdefault(key, [])
+        queue.append(entry)
+        try:
+            async with self._accounts_locked(t.user for t in entry.targets):
+                if not entry.done:  # no earlier send took it along: this one commits what waits
+                    batch = [e for e in queue if e.targets == entry.targets][:_SEND_BATCH]
+                    for e in batch:
+                        queue.remove(e)
+                    try:
+                        await self._commit_send(chat, batch)
+                    except Exception as exc:  # nothing committed: every send of the batch fails alike
+                        for e in batch:
+                            e.error, e.done = exc, True
+                    except BaseException:  # this send was cancelled: the others wait for the next turn
+                        queue[:0] = [e for e in batch if e is not entry]
+                        raise
+                    else:
+                        for e in batch:
+                            e.done = True
+        finally:
+            if not entry.done and entry in queue:
+                queue.remove(entry)  # cancelled before any send took it: never committed
+            if not queue and self._send_queue.get(key) is queue:
+                del self._send_queue[key]
+        if isinstance(entry.error, _NeedSessions):
+            raise _NeedSessions(entry.error.devices)
+        if entry.error is not None:
+            raise entry.error
+        return entry.mid
+
+    async def _commit_send(self, chat: Jid, batch: list[_PendingSend]) -> None:
+        """Encrypt each send of ``batch`` (one set of targets) for its targets and commit them all in
+        one transaction; raises :class:`_NeedSessions` (nothing written) when some target has no
+        session to send on."""
+        targets = batch[0].targets
         addresses = [await self._address(t) for t in targets]
         now = self._clock()
+        bodies: list[tuple[str, bytes]] = []
         async with self.store.transaction(*addresses) as tx:
-            encs: list[tuple[Jid | None, Enc]] = []
-            missing: list[Jid] = []
-            pkmsg = False
-            for t, addr in zip(targets, addresses):
-                plain = plain_own if t.user == self.me.user and t.server == self.me.server else plain_theirs
-                try:
-                    ct = await self.cipher.encrypt_in(tx, addr, plain)
-                except NoSessionError:
-                    missing.append(t)
-                    continue
-                kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
-                pkmsg = pkmsg or kind == "pkmsg"
-                encs.append((t, Enc(kind, ct.body)))
-            if missing:
-                raise _NeedSessions(missing)  # the transaction rolls back: no ratchet step is kept
-            node = OutgoingMessage(mid, str(chat), tuple(encs),
-                                   device_identity=self.device_identity if pkmsg and self.me.device else None).to_node()
-            body = encode_node(node)
-            await tx.outbox_put(OutboxEntry(mid, str(chat), STANZA_TYPE, body, now))
-            await tx.sent_put(SentMessage(mid, str(chat), wamsg.encode(content, v=3), now))
-        self._queue.append((mid, body))
+            for e in batch:
+                encs: list[tuple[Jid | None, Enc]] = []
+                missing: list[Jid] = []
+                pkmsg = False
+                for t, addr in zip(targets, addresses):
+                    plain = e.plain_own if t.user == self.me.user and t.server == self.me.server else e.plain_theirs
+                    try:
+                        ct = await self.cipher.encrypt_in(tx, addr, plain)
+                    except NoSessionError:
+                        missing.append(t)
+                        continue
+                    kind: EncType = "pkmsg" if ct.type == PREKEY_TYPE else "msg"
+                    pkmsg = pkmsg or kind == "pkmsg"
+                    encs.append((t, Enc(kind, ct.body)))
+                if missing:
+                    raise _NeedSessions(missing)  # the transaction rolls back: no ratchet step is kept
+                node = OutgoingMessage(e.mid, str(chat), tuple(encs),
+                                       device_identity=self.device_identity if pkmsg and self.me.device else None
+                                       ).to_node()
+                body = encode_node(node)
+                await tx.outbox_put(OutboxEntry(e.mid, str(chat), STANZA_TYPE, body, now))
+                await tx.sent_put(SentMessage(e.mid, str(chat), wamsg.encode(e.content, v=3), now))
+                bodies.append((e.mid, body))
+        self._queue.extend(bodies)
         self._flush_wake.set()
-        return mid
 
     # ------------------------------------------------------------------ media
     async def send_media(self, to: Jid | str, path: str | Path, media: MediaClient, *,
@@ -926,6 +988,7 @@ class WaMessenger:
                     if node.attrs.get("error") is None:
                         self._acks.append(node.attrs.get("id", ""))  # removed in bulk by _ack_writer
                         self._ack_wake.set()
+                        self._nack_backoff = 0.0
                         phash, to = node.attrs.get("phash"), node.attrs.get("from")
                         if phash and to and self._phash_ok.get(to) != phash:
                             nursery.start_soon(self._check_phash, to, phash)
@@ -991,16 +1054,20 @@ class WaMessenger:
     async def _flusher(self) -> None:
         """Send what was committed, in order: after each login the whole outbox first (oldest first),
         then each new send as it commits; every RESEND_AFTER seconds what is still unacknowledged
-        and not in flight (nacked for now, say) is read from the outbox and sent again."""
+        and not in flight is read from the outbox and sent again, and sooner after a nack that may
+        pass (a full mailbox share): 0.25 s after the first, doubling while they go on."""
         while True:
             woke = False
-            with trio.move_on_after(RESEND_AFTER):
+            wait = RESEND_AFTER if self._resend_at is None else max(0.0, self._resend_at - trio.current_time())
+            with trio.move_on_after(wait):
                 await self._flush_wake.wait()
                 woke = True
             self._flush_wake = trio.Event()
             if not self._logged_in.is_set():
                 continue
-            if self._reload or not woke:
+            due = self._resend_at is not None and trio.current_time() >= self._resend_at
+            if self._reload or not woke or due:
+                self._resend_at = None
                 self._reload = False
                 async with self.store.transaction() as tx:
                     rows = await tx.outbox_list(limit=OUTBOX_BATCH)
@@ -1064,7 +1131,13 @@ class WaMessenger:
             async with self.store.transaction() as tx:
                 if await tx.outbox_remove(mid):
                     await self._emit(SendRejected(mid, int(node.attrs["error"])))
-        # else (a full mailbox share, say): stays in the outbox, sent again later
+            return
+        # else (a full mailbox share, say): it stays in the outbox and goes again soon, each round
+        # twice as late while only nacks come back (the recipient is behind: it reads its mailbox)
+        if self._resend_at is None:  # one resend round for all the nacks until then
+            self._nack_backoff = min(RESEND_AFTER, max(_NACK_RETRY_FIRST, self._nack_backoff * 2))
+            self._resend_at = trio.current_time() + self._nack_backoff
+            self._flush_wake.set()
 
     async def _check_phash(self, to: str, phash: str) -> None:
         """The server's hash of the devices it delivered to (the recipient's and our own others):
