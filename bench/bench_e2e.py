@@ -207,6 +207,15 @@ def _chat_key(path: Path) -> str:
 
 
 @contextmanager
+def _workdir(keep: bool) -> Iterator[str]:
+    if keep:
+        yield tempfile.mkdtemp(prefix="wacrypto-bench-e2e-")
+    else:
+        with tempfile.TemporaryDirectory(prefix="wacrypto-bench-e2e-") as d:
+            yield d
+
+
+@contextmanager
 def _stores(kind: str, n: int, work: Path) -> Iterator[list[str]]:
     if kind == "postgresql":
         with pg_databases(n) as urls:
@@ -215,11 +224,14 @@ def _stores(kind: str, n: int, work: Path) -> Iterator[list[str]]:
         yield [f"sqlite:///{work / f'store{i}.db'}" for i in range(n)]
 
 
-def run(count: int, size: int, window: int, stores: list[str], convs: tuple[int, ...] = (1, 16)) -> dict[str, Any]:
+def run(count: int, size: int, window: int, stores: list[str], convs: tuple[int, ...] = (1, 16),
+        keep: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in convs:
         for kind in ["floor", *stores]:
-            with tempfile.TemporaryDirectory(prefix="wacrypto-bench-e2e-") as d:
+            with _workdir(keep) as d:
+                if keep:
+                    print(f"[bench_e2e] {kind} C={c}: logs and stores in {d}", file=sys.stderr, flush=True)
                 work = Path(d)
                 trust = init_chatd_keys(work / "keys")
                 with _stores(kind, c + 1, work) as urls:
@@ -274,6 +286,7 @@ def main() -> int:
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--conversations", default="1,16", help="the C values to run, comma-separated")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--keep", action="store_true", help="keep each row's folder (process logs, stores) and print it")
     args = ap.parse_args()
     stores = [s for s in args.stores.split(",") if s]
     res: dict[str, Any] = {
@@ -286,7 +299,8 @@ def main() -> int:
         "stores": stores,
         "code": _code_version(),
     }
-    res["rows"] = run(args.count, args.size, args.window, stores, tuple(int(c) for c in args.conversations.split(",")))
+    res["rows"] = run(args.count, args.size, args.window, stores, tuple(int(c) for c in args.conversations.split(",")),
+                      args.keep)
     text = render(res)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "e2e.json").write_text(json.dumps(res, indent=2) + "\n")
