@@ -1,9 +1,10 @@
 """End-to-end benchmark (issue 12): a chatd process and two client processes on loopback TCP.
 
 Process A is one account (a business) sending; process B holds C accounts (its customers), one
-conversation each: A -> B_i. Per conversation, A sends one message after another (``--window`` sends
-under way, default 1: the next send_text starts when the previous returned), all conversations at
-once. Rows, in this order in one run (so they share the machine's state):
+conversation each: A -> B_i. Per conversation, A keeps ``window`` send_text calls under way (window 1:
+the next starts when the previous returned, one after another; window 8: an application that does not
+wait for each send before the next, whose sends to one chat then commit in groups), all conversations
+at once. Rows, in this order in one run (so they share the machine's state):
 
   floor     the same processes pattern (e2e_bare_client.py: the wa-client JSON lines, chatd's relay),
             no Signal and no store: a send queues an envelope, a receive acks it at once
@@ -13,11 +14,12 @@ once. Rows, in this order in one run (so they share the machine's state):
             hands the message out, mark_handled (commit, ack, delivery receipt)
   postgresql  the same with every client store on PostgreSQL (127.0.0.1:5432)
 
-for C = 1 and 16. Sessions are established first (one message each way per conversation, not
+for C = 1 and 16, window 1 and 8. Sessions are established first (one message each way per conversation, not
 measured). Reported: msgs/s from the first send to the last "handled" line; latency from send_text's
 start in A to mark_handled's return in B (the processes share CLOCK_MONOTONIC), p50/p99.
 
-Run: .venv/bin/python bench/bench_e2e.py [--count 2000] [--size 64] [--window 1] [--stores sqlite,postgresql]
+Run: .venv/bin/python bench/bench_e2e.py [--count 2000] [--size 64] [--window 1,8] [--conversations 1,16]
+     [--stores sqlite,postgresql] [--keep]
 Writes bench/results/e2e.json and bench/results/e2e.txt.
 """
 
@@ -224,10 +226,10 @@ def _stores(kind: str, n: int, work: Path) -> Iterator[list[str]]:
         yield [f"sqlite:///{work / f'store{i}.db'}" for i in range(n)]
 
 
-def run(count: int, size: int, window: int, stores: list[str], convs: tuple[int, ...] = (1, 16),
+def run(count: int, size: int, windows: tuple[int, ...], stores: list[str], convs: tuple[int, ...] = (1, 16),
         keep: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for c in convs:
+    for c, window in [(c, w) for c in convs for w in windows]:
         for kind in ["floor", *stores]:
             with _workdir(keep) as d:
                 if keep:
@@ -236,8 +238,8 @@ def run(count: int, size: int, window: int, stores: list[str], convs: tuple[int,
                 trust = init_chatd_keys(work / "keys")
                 with _stores(kind, c + 1, work) as urls:
                     res = trio.run(Row(kind, c, work, trust, urls).run, count, size, window)
-            out[f"{kind}/{c}"] = res
-            print(f"[bench_e2e] {kind} C={c}: {res}", file=sys.stderr, flush=True)
+            out[f"{kind}/{c}/{window}"] = res
+            print(f"[bench_e2e] {kind} C={c} window {window}: {res}", file=sys.stderr, flush=True)
     return out
 
 
@@ -256,22 +258,22 @@ def render(res: dict[str, Any]) -> str:
         "wacrypto end-to-end benchmark: process A (1 account) -> chatd process -> process B (C accounts), loopback",
         f"date {res['date']}  {res['host']}  python {res['python']}",
         f"code {res['code']}",
-        f"{res['count']} messages of {res['size']} bytes, spread over C conversations, each sent one after another "
-        f"(window {res['window']})",
+        f"{res['count']} messages of {res['size']} bytes, spread over C conversations; per conversation `window` "
+        "send_text calls under way at a time (1: one after another)",
         "latency: send_text start in A -> mark_handled returned in B",
         "",
-        f"{'row':<13}{'C':>3}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
+        f"{'row':<13}{'C':>3}{'window':>7}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
         f"   cpu: chatd    A    B (cores)",
     ]
-    for c in sorted({int(k.split("/")[1]) for k in res["rows"]}):
-        floor = res["rows"].get(f"floor/{c}")
+    for c, w in sorted({(int(k.split("/")[1]), int(k.split("/")[2])) for k in res["rows"]}):
+        floor = res["rows"].get(f"floor/{c}/{w}")
         for kind in ["floor", *res["stores"]]:
-            r = res["rows"].get(f"{kind}/{c}")
+            r = res["rows"].get(f"{kind}/{c}/{w}")
             if r is None:
                 continue
             ratio = f"{r['msgs_per_s'] / floor['msgs_per_s']:.2f}" if floor else "-"
             cpu = r["cpu"]
-            lines.append(f"{kind:<13}{c:>3}{r['msgs_per_s']:>9}{ratio:>9}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            lines.append(f"{kind:<13}{c:>3}{w:>7}{r['msgs_per_s']:>9}{ratio:>9}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                          f"{r['send_p50_ms']:>10.2f}{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}")
     lines += ["", "floor: the same JSON-lines processes, ChatClient envelopes through chatd's relay (no Signal, no store)",
               "sqlite / postgresql: wacrypto wa-client (WaMessenger), chatd run --database (SQLite, synchronous=FULL)"]
@@ -282,7 +284,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--window", type=int, default=1)
+    ap.add_argument("--window", default="1,8", help="send_text calls under way per conversation, comma-separated")
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--conversations", default="1,16", help="the C values to run, comma-separated")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -295,11 +297,11 @@ def main() -> int:
         "python": platform.python_version(),
         "count": args.count,
         "size": args.size,
-        "window": args.window,
+        "windows": args.window,
         "stores": stores,
         "code": _code_version(),
     }
-    res["rows"] = run(args.count, args.size, args.window, stores, tuple(int(c) for c in args.conversations.split(",")),
+    res["rows"] = run(args.count, args.size, tuple(int(w) for w in args.window.split(",")), stores, tuple(int(c) for c in args.conversations.split(",")),
                       args.keep)
     text = render(res)
     args.out.mkdir(parents=True, exist_ok=True)
