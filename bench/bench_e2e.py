@@ -14,12 +14,14 @@ at once. Rows, in this order in one run (so they share the machine's state):
             hands the message out, mark_handled (commit, ack, delivery receipt)
   postgresql  the same with every client store on PostgreSQL (127.0.0.1:5432)
 
-for C = 1 and 16, window 1 and 8. Sessions are established first (one message each way per conversation, not
-measured). Reported: msgs/s from the first send to the last "handled" line; latency from send_text's
+for C = 1 and 16, window 1 and 8, each as fast as it goes ("offered max": the sender outruns delivery,
+so the latency there is queueing); then the largest C and window again at ``--paced`` msgs/s offered
+(all conversations together, default 500), for the latency below saturation. Sessions are
+established first (one message each way per conversation, not measured). Reported: msgs/s from the first send to the last "handled" line; latency from send_text's
 start in A to mark_handled's return in B (the processes share CLOCK_MONOTONIC), p50/p99.
 
 Run: .venv/bin/python bench/bench_e2e.py [--count 2000] [--size 64] [--window 1,8] [--conversations 1,16]
-     [--stores sqlite,postgresql] [--keep]
+     [--paced 500] [--stores sqlite,postgresql] [--keep]
 Writes bench/results/e2e.json and bench/results/e2e.txt.
 """
 
@@ -133,7 +135,7 @@ class Row:
         if self.problems:
             raise RuntimeError(f"{self.kind} C={self.c}: {what}: {self.problems[:5]}")
 
-    async def run(self, count: int, size: int, window: int) -> dict[str, Any]:
+    async def run(self, count: int, size: int, window: int, rate: float = 0.0) -> dict[str, Any]:
         per = count // self.c
         async with trio.open_nursery() as nursery:
             try:
@@ -156,7 +158,8 @@ class Row:
                 wall0 = time.monotonic()
                 for i, b in enumerate(self.b_names):
                     await self.a.send({"cmd": "burst", "from": self.a_name, "to": b, "key": f"m{i}", "count": per,
-                                       "size": size, "window": window})
+                                       "size": size, "window": window, "rate": rate / self.c,
+                                       "offset": i / rate if rate else 0})  # paced: the conversations in turn
                 await self.until(lambda: len(self.handled) - base == per * self.c, "every message handled")
                 wall = time.monotonic() - wall0
                 cpu = {c.name: round((_cpu(c) - cpu0[c.name]) / wall, 2) for c in (self.chatd, self.a, self.b)}
@@ -227,9 +230,12 @@ def _stores(kind: str, n: int, work: Path) -> Iterator[list[str]]:
 
 
 def run(count: int, size: int, windows: tuple[int, ...], stores: list[str], convs: tuple[int, ...] = (1, 16),
-        keep: bool = False) -> dict[str, Any]:
+        keep: bool = False, paced: float = 0.0) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for c, window in [(c, w) for c in convs for w in windows]:
+    plan = [(c, w, 0.0) for c in convs for w in windows]
+    if paced:
+        plan.append((max(convs), max(windows), paced))
+    for c, window, rate in plan:
         for kind in ["floor", *stores]:
             with _workdir(keep) as d:
                 if keep:
@@ -237,9 +243,10 @@ def run(count: int, size: int, windows: tuple[int, ...], stores: list[str], conv
                 work = Path(d)
                 trust = init_chatd_keys(work / "keys")
                 with _stores(kind, c + 1, work) as urls:
-                    res = trio.run(Row(kind, c, work, trust, urls).run, count, size, window)
-            out[f"{kind}/{c}/{window}"] = res
-            print(f"[bench_e2e] {kind} C={c} window {window}: {res}", file=sys.stderr, flush=True)
+                    res = trio.run(Row(kind, c, work, trust, urls).run, count, size, window, rate)
+            out[f"{kind}/{c}/{window}/{rate:g}"] = res
+            print(f"[bench_e2e] {kind} C={c} window {window} offered {rate or 'max'}: {res}", file=sys.stderr,
+                  flush=True)
     return out
 
 
@@ -262,18 +269,20 @@ def render(res: dict[str, Any]) -> str:
         "send_text calls under way at a time (1: one after another)",
         "latency: send_text start in A -> mark_handled returned in B",
         "",
-        f"{'row':<13}{'C':>3}{'window':>7}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
+        f"{'row':<13}{'C':>3}{'window':>7}{'offered':>8}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
         f"   cpu: chatd    A    B (cores)",
     ]
-    for c, w in sorted({(int(k.split("/")[1]), int(k.split("/")[2])) for k in res["rows"]}):
-        floor = res["rows"].get(f"floor/{c}/{w}")
+    for c, w, rate in sorted({(int(k.split("/")[1]), int(k.split("/")[2]), k.split("/")[3]) for k in res["rows"]},
+                             key=lambda t: (float(t[2]) > 0, t[0], t[1])):
+        floor = res["rows"].get(f"floor/{c}/{w}/{rate}")
         for kind in ["floor", *res["stores"]]:
-            r = res["rows"].get(f"{kind}/{c}/{w}")
+            r = res["rows"].get(f"{kind}/{c}/{w}/{rate}")
             if r is None:
                 continue
             ratio = f"{r['msgs_per_s'] / floor['msgs_per_s']:.2f}" if floor else "-"
             cpu = r["cpu"]
-            lines.append(f"{kind:<13}{c:>3}{w:>7}{r['msgs_per_s']:>9}{ratio:>9}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            offered = "max" if float(rate) == 0 else rate
+            lines.append(f"{kind:<13}{c:>3}{w:>7}{offered:>8}{r['msgs_per_s']:>9}{ratio:>9}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                          f"{r['send_p50_ms']:>10.2f}{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}")
     lines += ["", "floor: the same JSON-lines processes, ChatClient envelopes through chatd's relay (no Signal, no store)",
               "sqlite / postgresql: wacrypto wa-client (WaMessenger), chatd run --database (SQLite, synchronous=FULL)"]
@@ -285,6 +294,9 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", default="1,8", help="send_text calls under way per conversation, comma-separated")
+    ap.add_argument("--paced", type=float, default=500.0,
+                    help="also rows at this offered load (msgs/s, all conversations together; 0: none), for the "
+                         "latency below saturation")
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--conversations", default="1,16", help="the C values to run, comma-separated")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -298,11 +310,12 @@ def main() -> int:
         "count": args.count,
         "size": args.size,
         "windows": args.window,
+        "paced": args.paced,
         "stores": stores,
         "code": _code_version(),
     }
     res["rows"] = run(args.count, args.size, tuple(int(w) for w in args.window.split(",")), stores, tuple(int(c) for c in args.conversations.split(",")),
-                      args.keep)
+                      args.keep, args.paced)
     text = render(res)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "e2e.json").write_text(json.dumps(res, indent=2) + "\n")

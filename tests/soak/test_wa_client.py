@@ -64,10 +64,15 @@ async def test_send_burst_receive_handled_pending_and_a_restart(tmp_path: Path) 
                 assert started == {"started": jid, "created": True, "pid": started["pid"]}
                 await until(name, lambda o: o.get("ready") == jid)
             await a.send({"cmd": "send", "to": B, "text": "k0|hello", "key": "k0"})
-            await a.send({"cmd": "burst", "to": B, "key": "b", "count": 3, "size": 40, "window": 2})
+            await a.send({"cmd": "burst", "to": B, "key": "b", "count": 3, "size": 40, "window": 2, "rate": 10})
+            await a.send({"cmd": "burst", "to": B, "key": "x", "count": 3, "rate": -1})
             await a.send({"cmd": "bogus"})
-            sent = {o["sent"]: o["id"] for o in await until("A", lambda o: "sent" in o, 4)}
+            sent_lines = await until("A", lambda o: "sent" in o, 4)
+            sent = {o["sent"]: o["id"] for o in sent_lines}
             assert set(sent) == {"k0", "b.0", "b.1", "b.2"}
+            t0 = {o["sent"]: o["t0"] for o in sent_lines}
+            assert t0["b.2"] - t0["b.0"] >= 0.19  # paced: 10 a second
+            assert await until("A", lambda o: "error" in o and "rate" in o["error"])
             assert await until("A", lambda o: o.get("burst_done") == "b")
             assert await until("A", lambda o: "error" in o and "bogus" in o["error"])
             received = await until("B", lambda o: "received" in o, 4)

@@ -12,8 +12,9 @@ Commands (stdin), each one JSON object per line:
   its outbox row committed: from here on it is delivered whatever happens), or ``{"failed": KEY,
   "error": TYPE, "me"}`` when it raised (nothing committed, never delivered). ``from`` picks the
   device (needed when there are several). Sends run concurrently, each in its own task.
-* ``{"cmd": "burst", "to": JID, "key": PREFIX, "count": N [, "size": 64, "window": 1, "from": JID]}``:
-  N sends to ``to`` (load for benchmarks), ``window`` of them under way at a time; message i has the
+* ``{"cmd": "burst", "to": JID, "key": PREFIX, "count": N [, "size": 64, "window": 1, "rate": 0, "offset": 0, "from": JID]}``:
+  N sends to ``to`` (load for benchmarks), ``window`` of them under way at a time (``rate`` > 0:
+  paced, send i not before ``offset`` + i / rate seconds from the command); message i has the
   key ``PREFIX.i`` and the text ``PREFIX.i|xxx...`` (``size`` characters); a ``sent`` (or ``failed``)
   line for each, then ``{"burst_done": PREFIX, "count": N, "me"}``.
 * ``{"cmd": "pending"}``: ``{"pending": N, "devices": {JID: n}}``, the outbox depths.
@@ -289,14 +290,22 @@ def _command(cmd: dict[str, Any] | str, names: list[str], send: SendFn, pending:
         emit({"error": "burst needs count, size and window >= 1 (whole numbers)", "key": key})
         return True
     assert isinstance(count, int) and isinstance(size, int) and isinstance(window, int)
-    tasks.start_soon(_burst, send, sender, to, key, count, size, window)
+    rate, offset = cmd.get("rate", 0), cmd.get("offset", 0)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1e6 for v in (rate, offset)):
+        emit({"error": "burst's rate (messages per second, 0: as fast as the window allows) and offset "
+                       "(seconds) are numbers from 0 to 1e6", "key": key})
+        return True
+    tasks.start_soon(_burst, send, sender, to, key, count, size, window, float(rate), float(offset))
     return True
 
 
-async def _burst(send: SendFn, sender: str, to: str, prefix: str, count: int, size: int, window: int) -> None:
-    """``count`` sends to ``to``, at most ``window`` under way at a time; message i has the key
-    ``prefix.i`` and the text ``prefix.i|`` padded with ``x`` to ``size`` characters."""
+async def _burst(send: SendFn, sender: str, to: str, prefix: str, count: int, size: int, window: int,
+                 rate: float = 0.0, offset: float = 0.0) -> None:
+    """``count`` sends to ``to``, at most ``window`` under way at a time (and with ``rate``, send i
+    not before offset + i / rate seconds from now); message i has the key ``prefix.i`` and the text
+    ``prefix.i|`` padded with ``x`` to ``size`` characters."""
     limit = trio.Semaphore(window)
+    start = trio.current_time() + offset
 
     async def one(key: str) -> None:
         try:
@@ -306,6 +315,8 @@ async def _burst(send: SendFn, sender: str, to: str, prefix: str, count: int, si
 
     async with trio.open_nursery() as nursery:
         for i in range(count):
+            if rate:
+                await trio.sleep_until(start + i / rate)
             await limit.acquire()
             nursery.start_soon(one, f"{prefix}.{i}")
     emit({"burst_done": prefix, "count": count, "me": sender})
