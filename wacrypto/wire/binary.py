@@ -137,8 +137,6 @@ def _token_index() -> dict[str, bytes]:
 _TOKENS: Final = _token_index()
 _NIBBLE_RE: Final = re.compile(r"[0-9.\-]{1,%d}" % MAX_PACKED_LEN)
 _HEX_RE: Final = re.compile(r"[0-9A-F]{1,%d}" % MAX_PACKED_LEN)
-_NIBBLE_VALUE: Final = {**{str(i): i for i in range(10)}, "-": 10, ".": 11}
-_HEX_VALUE: Final = {**{str(i): i for i in range(10)}, **{c: 10 + i for i, c in enumerate("ABCDEF")}}
 _DEVICE_RE: Final = re.compile(r"[1-9][0-9]{0,2}")
 
 
@@ -154,14 +152,18 @@ def _write_len(out: bytearray, n: int) -> None:
         out.append(n)
 
 
-def _write_packed(out: bytearray, s: str, tag: int, values: Mapping[str, int]) -> None:
+_NIBBLE_TO_HEX: Final = str.maketrans("-.", "ab")  # nibble values 10 and 11, as hex digits
+_HEX_TO_NIBBLE: Final = str.maketrans("ab", "-.")
+
+
+def _write_packed(out: bytearray, s: str, tag: int) -> None:
+    """``s`` (all nibble or all upper-case hex characters, as the caller matched) two to a byte; an
+    odd length ends with the pad nibble 15. (The nibbles are hex digits: ``bytes.fromhex`` packs them.)"""
     out.append(tag)
     n = (len(s) + 1) // 2
     out.append(n | 0x80 if len(s) % 2 else n)
-    nib = [values[ch] for ch in s]
-    if len(s) % 2:
-        nib.append(15)
-    out += bytes((nib[i] << 4) | nib[i + 1] for i in range(0, len(nib), 2))
+    digits = s.translate(_NIBBLE_TO_HEX) if tag == NIBBLE_8 else s
+    out += bytes.fromhex(digits + "f" if len(s) % 2 else digits)
 
 
 def _write_jid(out: bytearray, s: str) -> bool:
@@ -196,9 +198,9 @@ def _write_string(out: bytearray, s: str) -> None:
     if tok is not None:
         out += tok
     elif _NIBBLE_RE.fullmatch(s):
-        _write_packed(out, s, NIBBLE_8, _NIBBLE_VALUE)
+        _write_packed(out, s, NIBBLE_8)
     elif _HEX_RE.fullmatch(s):
-        _write_packed(out, s, HEX_8, _HEX_VALUE)
+        _write_packed(out, s, HEX_8)
     elif "@" in s and _write_jid(out, s):
         pass
     else:
@@ -262,8 +264,7 @@ def encode_node(node: Node, *, max_len: int = DEFAULT_MAX_STANZA_LEN) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoding
-_NIBBLE_CHARS: Final = "0123456789-.\x00\x00\x00\x00"  # 12-14 are invalid, 15 is the pad
-_HEX_CHARS: Final = "0123456789ABCDEF"
+_BAD_NIBBLE: Final = re.compile("[c-f]")  # nibbles 12-14 are invalid, 15 only pads an odd length
 
 
 class _Reader:
@@ -312,17 +313,18 @@ class _Reader:
         n, odd = head & 0x7F, head >> 7
         if 2 * n - odd > MAX_PACKED_LEN:
             raise InvalidMessageError(f"packed string longer than {MAX_PACKED_LEN} characters")
-        chars = _NIBBLE_CHARS if tag == NIBBLE_8 else _HEX_CHARS
-        raw = self.take(n)
-        nibbles = [v for b in raw for v in (b >> 4, b & 0x0F)]
+        digits = self.take(n).hex()  # one hex digit per nibble, lower case
         if odd:
-            if not nibbles or nibbles.pop() != 15:
+            if not digits or digits[-1] != "f":
                 raise InvalidMessageError("odd packed string without its pad nibble")
-        if not nibbles:
+            digits = digits[:-1]
+        if not digits:
             raise InvalidMessageError("empty packed string")  # no encoder writes one ("" is token 0)
-        if tag == NIBBLE_8 and any(v > 11 for v in nibbles):
-            raise InvalidMessageError("invalid nibble in packed string")
-        return "".join(chars[v] for v in nibbles)
+        if tag == HEX_8:
+            return digits.upper()
+        if _BAD_NIBBLE.search(digits):
+            raise InvalidMessageError("invalid nibble in packed string")  # 12-15 stand for no character
+        return digits.translate(_HEX_TO_NIBBLE)
 
     def string(self, tag: int) -> str:
         if 0 < tag < len(SINGLE_BYTE_TOKENS):
@@ -382,7 +384,21 @@ class _Reader:
                 content = self.take(self.length(t))
             else:
                 content = self.string(t)
-        return Node(tag, attrs, content)
+        return _decoded(tag, attrs, content)
+
+
+_new_node = object.__new__
+_set_field = object.__setattr__
+
+
+def _decoded(tag: str, attrs: dict[str, str], content: Content) -> Node:
+    """A :class:`Node` from the decoder, whose fields are of the right types by construction: built
+    without ``__post_init__``'s checks (the decoder's share of the CPU on a busy connection)."""
+    node = _new_node(Node)
+    _set_field(node, "tag", tag)
+    _set_field(node, "attrs", MappingProxyType(attrs))
+    _set_field(node, "content", content)
+    return node
 
 
 def decode_node_body(body: bytes, *, max_len: int = DEFAULT_MAX_STANZA_LEN) -> Node:
