@@ -1,6 +1,7 @@
 """The chaos soak (issue 12): chatd and several ``wacrypto wa-client`` processes, many 1:1
-conversations, SIGKILLs and restarts of chatd and of clients at seeded random moments, connections
-cut and stalled by a loopback proxy; then a ledger of every message.
+conversations, a group and images, SIGKILLs and restarts of chatd and of clients at seeded random
+moments, connections cut and stalled by a loopback proxy; then a ledger of every message (a group
+message: one entry per other member's device; an image: checked against the file sent).
 
 Run ``make soak`` (or ``.venv/bin/python tests/soak/soak_harness.py``); the parameters are
 environment variables (``SOAK_*``, see :class:`SoakConfig`); ``tests/soak/test_soak.py`` runs a short
@@ -26,6 +27,7 @@ delivered: counted apart (``unconfirmed``), never a failure.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -62,6 +64,9 @@ class SoakConfig:
     client_kills: int = 6
     drops: int = 4  # the proxy cuts connections (all of them, or one)
     stalls: int = 3  # the proxy forwards nothing for a while
+    group: int = 4  # members of the soak's group (one device of each client process first; 0: no group)
+    group_share: float = 0.15  # of the messages issued, the share sent to the group
+    media_share: float = 0.05  # of the 1:1 messages issued, the share that are images (1-64 KiB, chatd's media endpoint)
     store: str = "sqlite"  # the clients' key stores: sqlite or postgresql
     drain_timeout: float = 180.0  # hang guard of the drain and final phases (not a performance target)
     keep: bool = False  # keep the work folder (logs, stores, chatd database)
@@ -94,6 +99,7 @@ class Msg:
     to: str  # the recipient device JID
     text: str
     sender_lifetime: int
+    media_sha256: str | None = None  # an image: the sha256 of the file sent (hex)
     state: str = "issued"  # issued -> sent | failed
     id: str | None = None
     received: list[Received] = field(default_factory=list)
@@ -104,7 +110,8 @@ class Ledger:
     """Every message the harness asked for, and every line the clients printed about it."""
 
     def __init__(self) -> None:
-        self.msgs: dict[str, Msg] = {}
+        self.msgs: dict[str, Msg] = {}  # one per (message, recipient device): a group message has one per member
+        self.fanout: dict[str, list[str]] = {}  # a group message's key -> its entries' keys (key>recipient)
         self.under_way: dict[str, set[str]] = {}  # device -> keys issued, no sent/failed line yet
         self._by_id: dict[tuple[str, str], str] = {}  # (recipient, id) -> key
         self.problems: list[str] = []
@@ -116,19 +123,35 @@ class Ledger:
         self.failed_but_delivered = 0
         self.received_lines = 0
         self.handled_lines = 0
+        self.media_ok = 0
+        self.media_bad = 0
 
     def _problem(self, text: str) -> None:
         if len(self.problems) < 200:
             self.problems.append(text)
 
-    def issue(self, key: str, sender: str, to: str, text: str, lifetime: int) -> None:
+    def issue(self, key: str, sender: str, to: str, text: str, lifetime: int, media_sha256: str | None = None) -> None:
         assert key not in self.msgs
-        self.msgs[key] = Msg(key, sender, to, text, lifetime)
+        self.msgs[key] = Msg(key, sender, to, text, lifetime, media_sha256)
         self.under_way.setdefault(sender, set()).add(key)
+
+    def issue_group(self, key: str, sender: str, recipients: list[str], text: str, lifetime: int) -> list[str]:
+        """A group message: one entry per other member's device (``key>device``); their keys."""
+        entries = [f"{key}>{r}" for r in recipients]
+        for e, r in zip(entries, recipients):
+            assert e not in self.msgs
+            self.msgs[e] = Msg(e, sender, r, text, lifetime)
+        self.fanout[key] = entries
+        self.under_way.setdefault(sender, set()).add(key)
+        return entries
+
+    def _entries(self, key: str) -> list[str]:
+        return self.fanout.get(key, [key])
 
     def retract(self, key: str) -> None:
         """The command never reached the sender (its stdin was closed)."""
-        m = self.msgs.pop(key)
+        for e in self.fanout.pop(key, [key]):
+            m = self.msgs.pop(e)
         self.under_way[m.sender].discard(key)
 
     def sender_died(self, devices: list[str]) -> None:
@@ -137,32 +160,40 @@ class Ledger:
             self.under_way[d] = set()
 
     def on_sent(self, key: str, mid: str, me: str) -> None:
-        m = self.msgs.get(key)
-        if m is None or m.sender != me:
-            self._problem(f"sent line for a key never issued by {me}: {key}")
-            return
-        self.under_way[me].discard(key)
-        m.state, m.id = "sent", mid
-        for r in m.received:
-            if r.id != mid:
-                self.id_mismatches += 1
-                self._problem(f"{key}: received as {r.id}, send_text returned {mid}")
+        for e in self._entries(key):
+            m = self.msgs.get(e)
+            if m is None or m.sender != me:
+                self._problem(f"sent line for a key never issued by {me}: {key}")
+                return
+            self.under_way[me].discard(key)
+            m.state, m.id = "sent", mid
+            for r in m.received:
+                if r.id != mid:
+                    self.id_mismatches += 1
+                    self._problem(f"{e}: received as {r.id}, send_text returned {mid}")
 
     def on_failed(self, key: str, me: str) -> None:
-        m = self.msgs.get(key)
-        if m is None:
-            self._problem(f"failed line for a key never issued: {key}")
-            return
-        self.under_way[me].discard(key)
-        m.state = "failed"
-        if m.received:
-            self.failed_but_delivered += 1
-            self._problem(f"{key}: send_text raised, yet it was delivered")
+        for e in self._entries(key):
+            m = self.msgs.get(e)
+            if m is None:
+                self._problem(f"failed line for a key never issued: {key}")
+                return
+            self.under_way[me].discard(key)
+            m.state = "failed"
+            if m.received:
+                self.failed_but_delivered += 1
+                self._problem(f"{e}: send_text raised, yet it was delivered")
 
     def on_received(self, child: str, lifetime: int, me: str, mid: str, sender: str, text: str,
-                    redelivered: bool) -> None:
+                    redelivered: bool, media: dict[str, Any] | None = None, media_error: str | None = None) -> None:
         self.received_lines += 1
         key = text.split("|", 1)[0]
+        if key in self.fanout:  # a group message: this recipient's entry
+            if f"{key}>{me}" not in self.msgs:
+                self.misrouted += 1
+                self._problem(f"group message {key} from {sender} arrived at {me}, not a member")
+                return
+            key = f"{key}>{me}"
         m = self.msgs.get(key)
         if m is None or m.text != text:
             self.invented += 1
@@ -186,6 +217,12 @@ class Ledger:
         if m.state == "failed":
             self.failed_but_delivered += 1
             self._problem(f"{key}: send_text raised, yet it was delivered")
+        if m.media_sha256 is not None or media is not None or media_error is not None:
+            if m.media_sha256 is not None and media is not None and media.get("sha256") == m.media_sha256:
+                self.media_ok += 1
+            else:
+                self.media_bad += 1
+                self._problem(f"{key}: the image arrived as {media or media_error}, not the file sent")
         m.received.append(Received(child, lifetime, mid, redelivered))
         self._by_id[(me, mid)] = key
 
@@ -230,17 +267,20 @@ class Ledger:
             "misrouted": self.misrouted,
             "id_mismatches": self.id_mismatches,
             "failed_but_delivered": self.failed_but_delivered,
+            "media_ok": self.media_ok,
+            "media_bad": self.media_bad,
         }
 
 
 # --------------------------------------------------------------------------- the processes
 @dataclass(frozen=True)
 class Conversation:
-    """A chat the traffic uses: ``kind`` "pair" (1:1, both ways). The hook for groups: a "group"
-    kind whose members all receive each message, sent with a ``send_group`` command."""
+    """A chat the traffic uses: ``kind`` "pair" (1:1, both ways) or "group" (each message from one
+    member to every other member's device, through ``send_group``; ``jid`` is the group's)."""
 
     kind: str
     members: tuple[str, ...]
+    jid: str = ""
 
 
 def conversations(devices: list[str]) -> list[Conversation]:
@@ -260,8 +300,12 @@ class Soak:
         self.keydir = work / "keys"
         self.trust = init_chatd_keys(self.keydir)
         self.chatd_port = free_port()
+        self.media_port = free_port()  # chatd's media endpoint: not through the proxy, down while chatd is
+        self.files = work / "files"
+        self.files.mkdir(exist_ok=True)
         self.chatd = Child("chatd", chatd_argv(self.keydir, work / "chatd.db", self.chatd_port,
-                                               "--ping-interval", "2", "--ping-deadline", "2", "--no-relay"),
+                                               "--ping-interval", "2", "--ping-deadline", "2", "--no-relay",
+                                               "--media-port", str(self.media_port)),
                            work / "chatd.log", self._chatd_line)
         self._listening = trio.Event()
         self.proxy = Proxy(self.chatd_port, rng=self.rng.randrange)
@@ -286,13 +330,19 @@ class Soak:
                 jid = f"1555{c + 1:03d}{d + 1:04d}@s.whatsapp.net"
                 devs.append((jid, next(urls), work / f"c{c}d{d}.key"))
                 self.devices.append(jid)
-            child = Child(f"client{c}", wa_client_argv(devs, self.trust, 0, *self._client_flags()),
+            child = Child(f"client{c}", wa_client_argv(devs, self.trust, 0, *self._client_flags(),
+                                                       "--media-url", f"http://127.0.0.1:{self.media_port}"),
                           work / f"client{c}.log", self._client_line)
             for jid, _, _ in devs:
                 self.device_of[jid] = child
             self.children.append(child)
         self.convs = conversations(self.devices)
         self.partners: dict[str, list[str]] = {d: [] for d in self.devices}
+        # the group: one device of each client process first (so that every kind of kill hits it)
+        spread = [d for i in range(cfg.devices) for d in self.devices[i::cfg.devices]]
+        self.group_members = spread[:cfg.group] if cfg.group >= 2 else []
+        self.group_jid: str | None = None
+        self.group_messages = 0
         for conv in self.convs:
             a, b = conv.members
             self.partners[a].append(b)
@@ -323,7 +373,7 @@ class Soak:
             self.failures[obj.get("error", "?")] = self.failures.get(obj.get("error", "?"), 0) + 1
         elif "received" in obj:
             lg.on_received(child.name, lifetime, obj["me"], obj["received"], obj["from"], obj.get("text") or "",
-                           bool(obj.get("redelivered")))
+                           bool(obj.get("redelivered")), obj.get("media"), obj.get("media_error"))
         elif "handled" in obj:
             lg.on_handled(obj["me"], obj["handled"])
         elif "ready" in obj:
@@ -334,6 +384,8 @@ class Soak:
         elif "pending" in obj:
             self.pending.update(obj["devices"])
             self._pending_event.set()
+        elif "group" in obj:
+            self.group_jid = obj["group"]
         elif any(k in obj for k in _EVENTS):
             kind = next(k for k in _EVENTS if k in obj)
             self.events[kind] += 1
@@ -388,14 +440,44 @@ class Soak:
         return sum(self.pending.values()) if len(self.pending) == len(self.devices) else -1
 
     # ------------------------------------------------------------------ traffic
-    async def issue(self, sender: str, to: str, key: str) -> bool:
+    async def issue(self, sender: str, to: str, key: str, *, image: bool = False) -> bool:
         child = self.device_of[sender]
         text = f"{key}|{sender}>{to}|" + "x" * self.traffic_rng.randrange(0, 120)
-        self.ledger.issue(key, sender, to, text, child.lifetime)
-        if not await child.send({"cmd": "send", "from": sender, "to": to, "text": text, "key": key}):
+        cmd = {"cmd": "send", "from": sender, "to": to, "text": text, "key": key}
+        sha = None
+        if image:  # the caption carries the key; the file is random bytes
+            path = self.files / f"{key}.bin"
+            data = self.traffic_rng.randbytes(self.traffic_rng.randrange(1, 64 * 1024))
+            path.write_bytes(data)
+            sha = hashlib.sha256(data).hexdigest()
+            cmd["file"] = str(path)
+        self.ledger.issue(key, sender, to, text, child.lifetime, sha)
+        if not await child.send(cmd):
             self.ledger.retract(key)
             return False
         return True
+
+    async def issue_group(self, sender: str, key: str) -> list[str]:
+        """A message from ``sender`` to the group; the ledger's entries (one per other member), [] if
+        the command did not reach the sender."""
+        assert self.group_jid is not None
+        child = self.device_of[sender]
+        text = f"{key}|{sender}>group|" + "x" * self.traffic_rng.randrange(0, 120)
+        others = [m for m in self.group_members if m != sender]
+        entries = self.ledger.issue_group(key, sender, others, text, child.lifetime)
+        if not await child.send({"cmd": "send", "from": sender, "to": self.group_jid, "text": text, "key": key}):
+            self.ledger.retract(key)
+            return []
+        self.group_messages += 1
+        return entries
+
+    async def create_group(self) -> None:
+        creator, others = self.group_members[0], self.group_members[1:]
+        await self.device_of[creator].send({"cmd": "create_group", "from": creator, "subject": "soak",
+                                            "participants": others, "key": "group"})
+        if not await self._until(lambda: self.group_jid is not None, self.cfg.drain_timeout, "the group's creation"):
+            raise RuntimeError("the group was not created: " + self._logs())
+        self.convs.append(Conversation("group", tuple(self.group_members), self.group_jid or ""))
 
     async def traffic(self) -> int:
         """Issue messages at ``rate`` for ``seconds``; returns how many ticks found no sender free."""
@@ -410,9 +492,15 @@ class Soak:
             if not free:
                 skipped += 1
                 continue
+            if self.group_jid is not None and self.traffic_rng.random() < cfg.group_share:
+                members = [d for d in free if d in self.group_members]
+                if members:
+                    if await self.issue_group(self.traffic_rng.choice(members), f"g{n}"):
+                        n += 1
+                    continue
             sender = self.traffic_rng.choice(free)
             to = self.traffic_rng.choice(self.partners[sender])
-            if await self.issue(sender, to, f"m{n}"):
+            if await self.issue(sender, to, f"m{n}", image=self.traffic_rng.random() < cfg.media_share):
                 n += 1
         return skipped
 
@@ -476,6 +564,8 @@ class Soak:
                 if not await self._until(lambda: len(self.ready) == len(self.devices), cfg.drain_timeout,
                                          "every device's first login"):
                     raise RuntimeError("the devices did not all log in: " + self._logs())
+                if self.group_members:
+                    await self.create_group()
                 self.phase = "chaos"
                 t_traffic = time.monotonic()
                 report["setup_s"] = round(t_traffic - t_start, 1)
@@ -507,6 +597,8 @@ class Soak:
         report.update(self.ledger.summary())
         report.update(chatd_kills=self.chatd_kills, client_kills=self.client_kills, drops=self.proxy.drops,
                       stalls=self.proxy.stalls, proxy_connections=self.proxy.accepted, conversations=len(self.convs),
+                      group={"members": len(self.group_members), "messages": self.group_messages,
+                             "deliveries": sum(len(v) for v in self.ledger.fanout.values())},
                       devices=len(self.devices), processes=len(self.children) + 1, **self.events)
         report["crashes"] = {c.name: c.crashes for c in [self.chatd, *self.children] if c.crashes}
         for name, codes in report["crashes"].items():
@@ -551,16 +643,23 @@ class Soak:
 
     async def final_round(self) -> dict[str, int]:
         """One message each way in every conversation, after the chaos: the sessions still work."""
-        keys = []
+        keys: list[str] = []
+        expected = 0
         for i, conv in enumerate(self.convs):
+            if conv.kind == "group":  # each member once to all the others: every sender key still works
+                for j, member in enumerate(conv.members):
+                    expected += len(conv.members) - 1
+                    keys += await self.issue_group(member, f"f{i}.{j}")
+                continue
             a, b = conv.members
             for j, (s, t) in enumerate(((a, b), (b, a))):
                 key = f"f{i}.{j}"
+                expected += 1
                 if await self.issue(s, t, key):
                     keys.append(key)
         lg = self.ledger
         await self._until(lambda: all(lg.msgs[k].handled for k in keys), self.cfg.drain_timeout, "the final round")
-        return {"messages": 2 * len(self.convs), "delivered": sum(bool(lg.msgs[k].handled) for k in keys),
+        return {"messages": expected, "delivered": sum(bool(lg.msgs[k].handled) for k in keys),
                 "failed": sum(lg.msgs[k].state == "failed" for k in keys)}
 
     async def restart_check(self, nursery: trio.Nursery) -> int:
@@ -611,11 +710,13 @@ def ok(report: dict[str, Any]) -> bool:
             and report["invented"] == 0 and report["misrouted"] == 0 and report["id_mismatches"] == 0
             and report["failed_but_delivered"] == 0 and report.get("pending_at_end") == 0
             and final.get("delivered") == final.get("messages") and report.get("after_restart") == 0
-            and report["closed"] == 0 and report["rejected"] == 0 and not report.get("crashes"))
+            and report["closed"] == 0 and report["rejected"] == 0 and not report.get("crashes")
+            and report.get("media_bad", 0) == 0)
 
 
 _TABLE = ("issued", "sent", "failed", "unconfirmed", "unconfirmed_delivered", "delivered", "handled_unconfirmed",
           "redeliveries", "lost", "duplicates", "invented", "misrouted", "id_mismatches", "failed_but_delivered",
+          "media_ok", "media_bad",
           "chatd_kills", "client_kills", "drops", "stalls", "proxy_connections", "logins", "undecryptable",
           "rejected", "closed", "errors", "crashes", "pending_at_end", "after_restart")
 
@@ -628,6 +729,7 @@ def render(report: dict[str, Any]) -> str:
     lines += [f"  {k:<24}{report.get(k)}" for k in _TABLE]
     lines.append(f"  {'failed_errors':<24}{report.get('failed_errors')}")
     lines.append(f"  {'send_text ms':<24}{report.get('send_ms')}")
+    lines.append(f"  {'group':<24}{report.get('group')}")
     lines.append(f"  {'final_round':<24}{report.get('final_round')}")
     lines.append(f"  {'result':<24}{'OK' if ok(report) else 'FAILED'}")
     lines += [f"  problem: {p}" for p in report["problems"][:40]]

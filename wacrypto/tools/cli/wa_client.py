@@ -17,6 +17,15 @@ Commands (stdin), each one JSON object per line:
   paced, send i not before ``offset`` + i / rate seconds from the command); message i has the
   key ``PREFIX.i`` and the text ``PREFIX.i|xxx...`` (``size`` characters); a ``sent`` (or ``failed``)
   line for each, then ``{"burst_done": PREFIX, "count": N, "me"}``.
+* A ``send`` (or ``burst``) to a group JID (``...@g.us``) is ``send_group``. A ``send`` with
+  ``"file": PATH`` sends that file as an image (``text`` its caption) through the media endpoint
+  of ``--media-url`` (``chatd run --media-port``); each image or document received is downloaded,
+  verified and decrypted before its ``received`` line, which then carries ``"media": {"sha256",
+  "size"}`` of the plaintext (or ``"media_error": TYPE`` if it could not be fetched within
+  MEDIA_PATIENCE seconds).
+* ``{"cmd": "create_group", "subject": S, "participants": [JID, ...], "key": KEY [, "from": JID]}``:
+  ``create_group``; prints ``{"group": GROUP_JID, "key": KEY, "members": [JID, ...], "me"}`` or
+  ``{"failed": KEY, "error": TYPE, "me"}``.
 * ``{"cmd": "pending"}``: ``{"pending": N, "devices": {JID: n}}``, the outbox depths.
 * ``{"cmd": "quit"}`` (or the end of stdin): waits for the sends under way, then exits 0.
 
@@ -36,11 +45,14 @@ connection closed for good, ``{"error": TEXT}`` for a command line that is not u
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +74,7 @@ from wacrypto.chat.wa_messenger import (
 )
 from wacrypto.chatd.server import load_trust_file
 from wacrypto.errors import InvalidArgumentError, PeerError, WacryptoError
+from wacrypto.media.client import MediaClient
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.session import account
 from wacrypto.store import open_store
@@ -69,9 +82,12 @@ from wacrypto.store.protocols import KeyStore
 from wacrypto.tools.cli.chatd import _load_or_create_key, _ports, _positive
 from wacrypto.tools.cli.common import CliUsageError, store_url
 from wacrypto.transport.chat_connection import KeepaliveSettings
+from wacrypto.whatsapp import message as wamsg
 from wacrypto.whatsapp.jid import Jid
 
 __all__ = ["SendFn", "emit", "json_lines", "register", "serve_commands"]
+
+MEDIA_PATIENCE = 60.0  # seconds a received image or document is fetched again while its endpoint is down
 
 _MAX_LINE = 1 << 20  # one command line, at most
 
@@ -119,6 +135,7 @@ class _Device:
     logins: int = 0
     down: trio.Event = field(default_factory=trio.Event)  # set when a connection ends
     running: trio.Event = field(default_factory=trio.Event)  # the messenger is open (commands are read then)
+    media: MediaClient | None = None  # --media-url: chatd's media endpoint
 
 
 async def _open_account(url: str, pool_size: int) -> tuple[KeyStore, bool]:
@@ -178,8 +195,11 @@ async def _report_events(dev: _Device, m: WaMessenger, receipts: bool) -> None:
         msgs: list[ReceivedMessage] = []
         for ev in batch:
             if isinstance(ev, ReceivedMessage):
-                emit({"received": ev.id, "from": str(ev.sender), "chat": str(ev.chat), "text": ev.text,
-                      "redelivered": ev.redelivered, "me": me, "t": time.monotonic()})
+                media = ev.content.image or ev.content.document
+                extra = await _downloaded(dev, ev) if media is not None and dev.media is not None else {}
+                text = ev.text if media is None or not isinstance(media, wamsg.ImageRef) else media.caption
+                emit({"received": ev.id, "from": str(ev.sender), "chat": str(ev.chat), "text": text,
+                      "redelivered": ev.redelivered, "me": me, "t": time.monotonic()} | extra)
                 msgs.append(ev)
                 continue
             if msgs:  # in order: the messages before this event are handled before it is reported
@@ -224,40 +244,99 @@ def _report(dev: _Device, ev: object, me: str, receipts: bool) -> bool:
     return True
 
 
-async def _send(dev: _Device, to: str, text: str, key: str) -> None:
-    me = str(dev.jid)
+async def _downloaded(dev: _Device, ev: ReceivedMessage) -> dict[str, Any]:
+    """The message's image or document, downloaded, verified and decrypted (tried again for up to
+    MEDIA_PATIENCE seconds: the media endpoint may be down for a while); its sha256 and size."""
+    assert dev.m is not None and dev.media is not None
+    deadline = trio.current_time() + MEDIA_PATIENCE
+    with tempfile.TemporaryDirectory(prefix="wacrypto-wa-client-") as d:
+        dst = Path(d) / "media"
+        while True:
+            try:
+                await dev.m.download_media(ev, dst, dev.media)
+                data = dst.read_bytes()
+                return {"media": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}}
+            except WacryptoError as exc:
+                if trio.current_time() >= deadline:
+                    return {"media_error": type(exc).__name__}
+                await trio.sleep(0.5)
+
+
+async def _send_media(dev: _Device, to: str, text: str, path: str, key: str) -> None:
+    """``send_media`` of the file at ``path`` (an image with ``text`` as its caption)."""
+    await _send(dev, to, text, key, path)
+
+
+def _jids(dev: _Device, key: str, texts: list[str]) -> list[Jid] | None:
+    """``texts`` parsed, with the device running; else None, its ``failed`` line printed."""
     try:
-        to_jid = Jid.parse(to)
+        jids = [Jid.parse(t) for t in texts]
     except (PeerError, InvalidArgumentError):
-        emit({"failed": key, "error": "InvalidArgumentError", "me": me})
-        return
+        emit({"failed": key, "error": "InvalidArgumentError", "me": str(dev.jid)})
+        return None
     if dev.m is None:
-        emit({"failed": key, "error": "NotRunning", "me": me})
+        emit({"failed": key, "error": "NotRunning", "me": str(dev.jid)})
+        return None
+    return jids
+
+
+async def _send(dev: _Device, to: str, text: str, key: str, path: str | None = None) -> None:
+    me = str(dev.jid)
+    parsed = _jids(dev, key, [to])
+    if parsed is None:
         return
+    (to_jid,) = parsed
+    assert dev.m is not None
     t0 = time.monotonic()
     try:
-        mid = await dev.m.send_text(to_jid, text)
+        if path is not None:
+            if dev.media is None:
+                emit({"failed": key, "error": "NoMediaEndpoint", "me": me})
+                return
+            mid = await dev.m.send_image(to_jid, path, dev.media, caption=text)
+        elif to_jid.is_group:
+            mid = await dev.m.send_group(to_jid, text)
+        else:
+            mid = await dev.m.send_text(to_jid, text)
     except WacryptoError as exc:
         emit({"failed": key, "error": type(exc).__name__, "me": me})
         return
     emit({"sent": key, "id": mid, "me": me, "t0": t0, "t": time.monotonic()})
 
 
+async def _create_group(dev: _Device, subject: str, participants: list[str], key: str) -> None:
+    me = str(dev.jid)
+    members = _jids(dev, key, participants)
+    if members is None:
+        return
+    assert dev.m is not None
+    try:
+        info = await dev.m.create_group(subject, members)
+    except WacryptoError as exc:
+        emit({"failed": key, "error": type(exc).__name__, "me": me})
+        return
+    emit({"group": str(info.group), "key": key, "members": sorted(str(m) for m in info.participants), "me": me})
+
+
 # --------------------------------------------------------------------------- the command loop
 SendFn = Callable[[str, str, str, str], Awaitable[None]]  # (from, to, text, key): prints sent or failed
+GroupFn = Callable[[str, str, list[str], str], Awaitable[None]]  # (from, subject, participants, key)
+MediaSendFn = Callable[[str, str, str, str, str], Awaitable[None]]  # (from, to, caption, file path, key)
 
 
-async def serve_commands(names: list[str], send: SendFn, pending: Callable[[], Awaitable[None]]) -> None:
+async def serve_commands(names: list[str], send: SendFn, pending: Callable[[], Awaitable[None]],
+                         group: GroupFn | None = None, media: MediaSendFn | None = None) -> None:
     """Read the commands of the module docstring from stdin until ``quit`` or its end, for the
-    devices ``names``; each send (and burst) in its own task; returns once they have all finished."""
+    devices ``names``; each send (and burst) in its own task; returns once they have all finished.
+    ``group`` creates groups, ``media`` sends files (None: those commands are refused)."""
     async with trio.open_nursery() as tasks, trio.lowlevel.FdStream(os.dup(0)) as stdin:
         async for cmd in json_lines(stdin):
-            if not _command(cmd, names, send, pending, tasks):
+            if not _command(cmd, names, send, pending, tasks, group, media):
                 return
 
 
 def _command(cmd: dict[str, Any] | str, names: list[str], send: SendFn, pending: Callable[[], Awaitable[None]],
-             tasks: trio.Nursery) -> bool:
+             tasks: trio.Nursery, group: GroupFn | None = None, media: MediaSendFn | None = None) -> bool:
     """Start what one command line asks for; False: quit."""
     if isinstance(cmd, str):
         emit({"error": cmd})
@@ -268,8 +347,20 @@ def _command(cmd: dict[str, Any] | str, names: list[str], send: SendFn, pending:
     if what == "pending":
         tasks.start_soon(pending)
         return True
+    if what == "create_group" and group is not None:
+        sender = names[0] if "from" not in cmd and len(names) == 1 else cmd.get("from")
+        subject, members, key = cmd.get("subject"), cmd.get("participants"), cmd.get("key")
+        if (sender not in names or not isinstance(subject, str) or not isinstance(key, str)
+                or not isinstance(members, list) or not all(isinstance(m, str) for m in members)):
+            emit({"error": "create_group needs subject, participants (a list of JIDs) and key, and from (a device "
+                           "of this process)", "key": key if isinstance(key, str) else None})
+            return True
+        assert isinstance(sender, str)
+        tasks.start_soon(group, sender, subject, members, key)
+        return True
     if what not in ("send", "burst"):
-        emit({"error": f"unknown command {what!r} (send, burst, pending, quit)"})
+        known = "send, burst, create_group, pending, quit" if group is not None else "send, burst, pending, quit"
+        emit({"error": f"unknown command {what!r} ({known})"})
         return True
     sender = names[0] if "from" not in cmd and len(names) == 1 else cmd.get("from")
     to, key = cmd.get("to"), cmd.get("key")
@@ -279,11 +370,16 @@ def _command(cmd: dict[str, Any] | str, names: list[str], send: SendFn, pending:
         return True
     assert isinstance(sender, str)
     if what == "send":
-        text = cmd.get("text")
-        if not isinstance(text, str):
-            emit({"error": "send needs a text (a string)", "key": key})
+        text, path = cmd.get("text"), cmd.get("file")
+        if not isinstance(text, str) or not (path is None or isinstance(path, str)):
+            emit({"error": "send needs a text (a string; with a file: its caption), and file is a path", "key": key})
             return True
-        tasks.start_soon(send, sender, to, text, key)
+        if path is None:
+            tasks.start_soon(send, sender, to, text, key)
+        elif media is None:
+            emit({"error": "this process sends no files", "key": key})
+        else:
+            tasks.start_soon(media, sender, to, text, path, key)
         return True
     count, size, window = cmd.get("count"), cmd.get("size", 64), cmd.get("window", 1)
     if not all(isinstance(v, int) and v >= 1 for v in (count, size, window)):
@@ -349,7 +445,11 @@ def _cmd_wa_client(args: argparse.Namespace) -> int:
                                 backoff_base=args.backoff_base, backoff_cap=max(args.backoff_cap, args.backoff_base))
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            if args.media_url:
+                media = await stack.enter_async_context(MediaClient(upload_hosts=[args.media_url]))
+                for dev in devices:
+                    dev.media = media
             for dev in devices:
                 nursery.start_soon(_run_device, dev, config(dev), args)
             for dev in devices:
@@ -363,7 +463,13 @@ def _cmd_wa_client(args: argparse.Namespace) -> int:
                 counts = {str(d.jid): await d.m.pending() for d in devices if d.m is not None}
                 emit({"pending": sum(counts.values()), "devices": counts})
 
-            await serve_commands(list(by_jid), send, pending)
+            async def group(sender: str, subject: str, participants: list[str], key: str) -> None:
+                await _create_group(by_jid[sender], subject, participants, key)
+
+            async def send_file(sender: str, to: str, text: str, path: str, key: str) -> None:
+                await _send_media(by_jid[sender], to, text, path, key)
+
+            await serve_commands(list(by_jid), send, pending, group, send_file)
             nursery.cancel_scope.cancel()
 
     trio.run(main)  # Ctrl-C: exit 130, see main()
@@ -388,5 +494,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--backoff-cap", type=_positive, default=30.0, help="longest reconnect wait (s)")
     p.add_argument("--iq-timeout", type=_positive, default=IQ_TIMEOUT, help="seconds to wait for the server's answer")
     p.add_argument("--pool-size", type=int, default=4, help="connections of a PostgreSQL/MySQL store")
+    p.add_argument("--media-url", help="chatd's media endpoint (chatd run --media-port; its listening line's "
+                                       "media_url): files are sent, and received media downloaded, through it")
     p.add_argument("--receipts", action="store_true", help="also report receipts")
     p.set_defaults(func=_cmd_wa_client)
