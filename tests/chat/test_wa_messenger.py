@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from wacrypto.chat.events import ClientState
-from wacrypto.errors import ConflictError
+from wacrypto.chat.events import ClientState, StateChanged
+from wacrypto.errors import ConflictError, LoggedOutError
 from wacrypto.session.groups import GroupCipher
 from wacrypto.chat.wa_messenger import (
     DeviceRejected,
@@ -21,6 +21,7 @@ from wacrypto.chat.wa_messenger import (
     Undecryptable,
     WaMessenger,
     link_companion,
+    open_wa_messenger,
 )
 from wacrypto.chatd.media import MediaServer
 from wacrypto.media.client import MediaClient
@@ -30,7 +31,7 @@ from wacrypto.store.protocols import OutboxEntry
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.whatsapp.stanzas import Enc, OutgoingMessage
 from wacrypto.wire.binary import encode_node
-from wa_harness import STEP, Chatd, Device, Running, _handled, _new_device, drained, running
+from wa_harness import STEP, Chatd, Device, Running, _config, _handled, _new_device, drained, running
 
 
 async def test_registration_and_a_conversation_both_ways(tmp_path: Path) -> None:
@@ -593,4 +594,32 @@ async def test_a_full_mailbox_share_delays_sends_by_a_backoff_not_the_resend_per
                 assert sorted(e.id for e in got) == sorted(ids)
                 assert len({e.id for e in got}) == 25
             await drained(a)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_login_closes_the_connection_for_good(tmp_path: Path) -> None:
+    # chatd binds a device to the chat key of its first login: the same device with another key is
+    # refused (<failure reason=401>); the messenger says CLOSED (LoggedOutError) and the client
+    # stops there instead of logging in again and again
+    chatd = Chatd(tmp_path / "chatd.db")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd):
+            pass
+        impostor = Device(bob.jid, bob.url)  # a new static key
+        store = await open_store(bob.url)
+        try:
+            async with open_wa_messenger(store, _config(impostor, chatd.port), bob.jid) as m:
+                with trio.fail_after(STEP):
+                    async for ev in m.events():
+                        if isinstance(ev, StateChanged) and ev.state is ClientState.CLOSED:
+                            break
+                assert isinstance(ev.error, LoggedOutError) and m.login_error is not None
+                assert m.login_error.attrs.get("reason") == "401"
+                await trio.sleep(1.0)  # (the client's backoff is 0.05-0.3 s: it would have dialled again)
+                assert m.client.state is ClientState.CLOSED and m.client.connections == 1
+                assert not m._logged_in.is_set()
+        finally:
+            await store.aclose()
         nursery.cancel_scope.cancel()

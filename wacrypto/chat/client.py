@@ -239,6 +239,7 @@ class ChatClient:
         self._out_send, self._out_recv = trio.open_memory_channel[Outgoing](config.send_queue)
         self._ev_send, self._ev_recv = trio.open_memory_channel[ClientEvent](config.event_queue)
         self._connections = 0
+        self._supervisor: trio.CancelScope | None = None
 
     # ------------------------------------------------------------------ observation
     @property
@@ -394,7 +395,21 @@ class ChatClient:
         if isinstance(ev, (MessageReceived, AckReceived, NodeReceived, PongReceived)):
             await self._emit(ev)
 
+    async def close(self, error: TransportError | None = None) -> None:
+        """Stop for good, from the outside (say a login the server refused): the connection is
+        dropped, no reconnect follows, the state becomes CLOSED with ``error``."""
+        if self._state is ClientState.CLOSED:
+            return
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        await self._finish(error)
+
     async def _supervise(self) -> None:
+        with trio.CancelScope() as scope:
+            self._supervisor = scope
+            await self._supervise_loop()
+
+    async def _supervise_loop(self) -> None:
         c = self._config
         backoff = Backoff(
             base=c.backoff_base,

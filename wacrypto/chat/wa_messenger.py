@@ -53,6 +53,7 @@ from wacrypto.errors import (
     DuplicateMessageError,
     InvalidArgumentError,
     InvalidMessageError,
+    LoggedOutError,
     MissingStateError,
     NetworkError,
     NoPreKeyError,
@@ -980,9 +981,11 @@ class WaMessenger:
                 if node.tag == "success":
                     nursery.start_soon(self._on_login, node)
                     continue
-                if node.tag == "failure":
+                if node.tag == "failure":  # the server refused this device's login: not again
                     self.login_error = node
-                    await self._emit(StateChanged(ClientState.CLOSED))
+                    error = LoggedOutError(f"the server refused the login (reason {node.attrs.get('reason', '?')})")
+                    await self.client.close(error)
+                    await self._emit(StateChanged(ClientState.CLOSED, error=error))
                     break
                 if node.tag == "ack" and node.attrs.get("class") == "message":
                     if node.attrs.get("error") is None:
