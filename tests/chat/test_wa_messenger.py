@@ -3,13 +3,14 @@ stanzas from its SQLite database (docs/chat-protocol.md), with SQLite key stores
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import trio
 
 from wacrypto.chat.events import ClientState, StateChanged
-from wacrypto.errors import ConflictError, LoggedOutError
+from wacrypto.errors import ConflictError, InvalidArgumentError, LoggedOutError
 from wacrypto.session.groups import GroupCipher
 from wacrypto.chat.wa_messenger import (
     DeviceRejected,
@@ -622,4 +623,113 @@ async def test_a_refused_login_closes_the_connection_for_good(tmp_path: Path) ->
                 assert not m._logged_in.is_set()
         finally:
             await store.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_send_cancelled_while_waiting_is_never_sent_later(tmp_path: Path) -> None:
+    # A commits (slowly); B and C queue behind it; B then leads a batch of [B, C], D queues behind;
+    # the callers of C, then B, then D are cancelled during those commits: nothing of them
+    # committed, and C must not be taken along by a later send (E): its caller was told it was
+    # cancelled
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b, running(alice, chatd) as a:
+            await a.m.send_text(bob.jid, "hello")
+            await _handled(b, "hello")
+            real = a.m._commit_send
+            slow = {"on": True}
+
+            async def slow_commit(chat: Jid, batch: list) -> None:  # type: ignore[type-arg]
+                if slow["on"]:
+                    await trio.sleep(0.3)  # a slow disk, say (cancellable: nothing is written yet)
+                await real(chat, batch)
+
+            a.m._commit_send = slow_commit  # type: ignore[method-assign]
+            scopes: dict[str, trio.CancelScope] = {}
+            returned: dict[str, str] = {}
+
+            async def one(text: str) -> None:
+                with trio.CancelScope() as scope:
+                    scopes[text] = scope
+                    returned[text] = await a.m.send_text(bob.jid, text)
+
+            async with trio.open_nursery() as senders:
+                senders.start_soon(one, "A")
+                await trio.sleep(0.05)
+                senders.start_soon(one, "B")
+                await trio.sleep(0.01)
+                senders.start_soon(one, "C")
+                await trio.sleep(0.35)  # A committed; B leads [B, C] now
+                senders.start_soon(one, "D")  # queued behind them
+                await trio.sleep(0.01)
+                for name in ("C", "B", "D"):
+                    scopes[name].cancel()
+                    await trio.sleep(0.01)
+            slow["on"] = False
+            await a.m.send_text(bob.jid, "E")
+            await drained(a)
+            await trio.sleep(0.3)
+            texts = [e.text for e in b.events if isinstance(e, ReceivedMessage)]
+            assert set(returned) == {"A"} and texts[1:] == ["A", "E"]
+            assert not a.m._send_queue
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_message_too_large_for_a_frame_fails_alone(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        store = await open_store(alice.url)
+        cfg = dataclasses.replace(_config(alice, chatd.port), max_frame_len=48 * 1024)  # frames of 48 KiB
+        async with running(bob, chatd) as b, open_wa_messenger(store, cfg, alice.jid) as m:
+            a = Running(m, store)
+            await m.wait_logged_in()
+            await a.m.send_text(bob.jid, "hello")
+            await _handled(b, "hello")
+            big = "x" * (a.m.client.max_stanza_len + 10)
+            outcome: dict[str, object] = {}
+
+            async def one(text: str) -> None:
+                try:
+                    outcome[text[:5]] = await a.m.send_text(bob.jid, text)
+                except InvalidArgumentError as exc:
+                    outcome[text[:5]] = exc
+
+            async with trio.open_nursery() as senders:  # in one group commit, likely
+                for text in ("small1", big, "small2"):
+                    senders.start_soon(one, text)
+            assert isinstance(outcome["xxxxx"], InvalidArgumentError) and "frame" in str(outcome["xxxxx"])
+            assert isinstance(outcome["small"], str)
+            await drained(a)
+            got = await _all_received(b, 3)
+            assert sorted(g.text for g in got[1:]) == ["small1", "small2"]
+            assert a.m.client.state is ClientState.CONNECTED
+        await store.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_pending_nack_resend_does_not_spin_while_logged_out(tmp_path: Path) -> None:
+    # a resend round is due (after a nack) when the connection goes: the flusher waits for the
+    # next login instead of looping (it burnt a whole core through the reconnect backoff)
+    import time
+
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a:
+            await chatd.stop()
+            with trio.fail_after(STEP):
+                while a.m._logged_in.is_set():
+                    await trio.sleep(0.01)
+            a.m._resend_at = trio.current_time() + 0.01
+            a.m._flush_wake.set()
+            cpu = time.process_time()
+            await trio.sleep(1.0)
+            assert time.process_time() - cpu < 0.4  # a spinning flusher takes about all of the second
         nursery.cancel_scope.cancel()

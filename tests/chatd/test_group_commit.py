@@ -5,6 +5,7 @@ in such batches off the event loop and acts on their results only after the comm
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,3 +139,81 @@ def test_committed_state_is_the_calls_that_succeeded(tmp_path_factory: pytest.Te
     assert sorted(_ids(db)) == [f"m{i:03d}" for i, (fail, _) in enumerate(plan) if not fail]  # (tasks start in any order)
     assert committer.calls == len(plan) and committer.batches <= len(plan)
     db.close()
+
+
+async def test_calls_left_when_the_committer_stops_fail_instead_of_waiting_forever(tmp_path: Path) -> None:
+    # cancelled while a batch runs and more are queued: the queued calls (and a batch that never
+    # started) get StoreError, none of them committed; afterwards call and submit raise at once
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    committer = Committer(db, max_batch=1)
+    started = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    results: dict[str, object] = {}
+
+    def slow() -> None:
+        token.run_sync_soon(started.set)
+        _put(db, "slow")
+        import time
+        time.sleep(0.3)
+
+    async def caller(name: str, fn: Callable[[], None]) -> None:
+        try:
+            results[name] = await committer.call(fn)
+        except StoreError as exc:
+            results[name] = exc
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as inner:
+                await inner.start(committer.run)
+                outer.start_soon(caller, "slow", slow)
+                await started.wait()
+                for name in ("q1", "q2"):
+                    outer.start_soon(caller, name, functools.partial(_put, db, name))
+                await trio.sleep(0.05)
+                inner.cancel_scope.cancel()
+    assert results["slow"] is None  # its batch had started: it ran to its commit
+    assert isinstance(results["q1"], StoreError) and isinstance(results["q2"], StoreError)
+    assert _ids(db) == ["slow"]
+    with pytest.raises(StoreError):
+        await committer.call(functools.partial(_put, db, "late"))
+    with pytest.raises(StoreError):
+        await committer.submit(functools.partial(_put, db, "late"), lambda _: None)
+
+
+async def test_a_failing_commit_fails_its_calls_and_ends_the_committer(tmp_path: Path) -> None:
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    committer = Committer(db)
+    got: list[object] = []
+
+    class FailingCommit:  # the database's connection, whose COMMIT fails (a full disk, say)
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.conn, name)
+
+    def doomed() -> None:
+        _put(db, "a")
+        db._db = FailingCommit(db._db)  # type: ignore[assignment]
+
+    async def caller() -> None:
+        try:
+            got.append(await committer.call(doomed))
+        except StoreError as exc:
+            got.append(exc)
+
+    with trio.fail_after(10):
+        with pytest.raises(BaseException) as info:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(committer.run)
+                nursery.start_soon(caller)
+        assert info.group_contains(StoreError)  # out of run(): the server stops, loudly
+    assert len(got) == 1 and isinstance(got[0], StoreError)
+    db._db = db._db.conn  # type: ignore[attr-defined]
+    assert _ids(db) == []  # nothing of the batch was kept

@@ -167,3 +167,12 @@ def test_nodes_are_immutable_and_typed() -> None:
 def test_repr_shows_no_content() -> None:
     r = repr(Node("enc", {"type": "msg"}, b"secret-ciphertext"))
     assert "secret" not in r and "17 bytes" in r
+
+
+def test_an_encoded_stanza_repr_shows_no_bytes() -> None:
+    from wacrypto.transport.messages import EncodedNode, decode_stanza, encode_stanza
+
+    node = Node("message", {"id": "1"}, (Node("enc", {"type": "msg"}, b"secret-ciphertext"),))
+    enc = EncodedNode(encode_node(node), "message")
+    assert "secret" not in repr(enc) and "message" in repr(enc)
+    assert encode_stanza(enc) == encode_node(node) and decode_stanza(encode_stanza(enc)) == node

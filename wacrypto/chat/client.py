@@ -257,6 +257,11 @@ class ChatClient:
         return self._error
 
     @property
+    def max_stanza_len(self) -> int:
+        """The largest stanza one frame carries (bytes, encoded): :meth:`send_encoded` refuses more."""
+        return self._config.max_frame_len - NOISE_TAG_LEN
+
+    @property
     def connections(self) -> int:
         """How many connections were established so far."""
         return self._connections
@@ -301,7 +306,7 @@ class ChatClient:
         """:meth:`send_node` of a stanza already encoded (the WABinary bytes of a ``tag`` node, as an
         outbox keeps them): sent as they are. Waits while the send queue is full."""
         self._check_open()
-        if len(data) > self._config.max_frame_len - NOISE_TAG_LEN:
+        if len(data) > self.max_stanza_len:
             raise InvalidArgumentError("stanza larger than one frame")
         await self._out_send.send(EncodedNode(bytes(data), tag))
 
@@ -402,9 +407,21 @@ class ChatClient:
             return
         if self._supervisor is not None:
             self._supervisor.cancel()
-        await self._finish(error)
+        self._error = error
+        self._state = ClientState.CLOSED
+        self._state_event.set()
+        self._state_event = trio.Event()
+        try:  # never waits: the caller may be the one reading the events
+            self._ev_send.send_nowait(StateChanged(ClientState.CLOSED, error=error))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        self._ev_send.close()
+        self._out_send.close()
+        await trio.lowlevel.checkpoint()
 
     async def _supervise(self) -> None:
+        if self._state is ClientState.CLOSED:  # closed before it started
+            return
         with trio.CancelScope() as scope:
             self._supervisor = scope
             await self._supervise_loop()

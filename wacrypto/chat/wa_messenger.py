@@ -276,6 +276,17 @@ class _PendingSend:
     plain_own: bytes
     done: bool = False
     error: Exception | None = None
+    left: bool = False  # its caller stopped waiting (cancelled) before it was done: not taken again
+
+
+class _OneFailed(Exception):
+    """Internal: one send of a group commit cannot be committed at all (the batch rolls back and
+    goes on without it)."""
+
+    def __init__(self, entry: _PendingSend, error: Exception) -> None:
+        super().__init__(str(error))
+        self.entry = entry
+        self.error = error
 
 
 class _NeedSessions(Exception):
@@ -352,6 +363,8 @@ class WaMessenger:
         self._acks: list[str] = []  # acked message ids, not yet removed from the outbox
         self._ack_wake = trio.Event()
         self._nack_backoff = 0.0  # seconds: the wait after the last passing nack (0: none lately)
+        self._nacked: set[str] = set()  # ids refused by a passing nack since one of them got through
+        self._more_in_outbox = False  # the flusher read a full page, all in flight: read on after acks
         self._resend_at: float | None = None  # trio clock: read the outbox again then (after a nack)
         self._retried: set[tuple[str, str]] = set()  # (message id, sender device) we asked to resend
         self._lid_locks: dict[str, trio.Lock] = {}
@@ -406,7 +419,9 @@ class WaMessenger:
                 still = [t for t in missing if not await self.cipher.has_session(await self._address(t))]
                 dropped = await self._open_sessions(still, kil) if still else set()
             targets = [t for t in targets if t not in dropped]
-        raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
+        if not targets:
+            raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
+        raise NoSessionError(f"the sessions with {chat}'s devices went missing again each time they were started")
 
     def _opening_lock(self, chat: str) -> trio.Lock:
         return self._opening.setdefault(chat, trio.Lock())
@@ -414,37 +429,56 @@ class WaMessenger:
     async def _combined_send(self, chat: Jid, entry: _PendingSend) -> str:
         """Group commit of the sends to one chat: the sends that queued up while one was committing
         (for the same devices) commit together in the next transaction, in the order they came.
-        Raises :class:`_NeedSessions` (nothing written) when some device has no session yet."""
+        Raises :class:`_NeedSessions` (nothing written) when some device has no session yet. A send
+        cancelled while another was committing it may still be sent (as one cancelled inside its own
+        commit may); one cancelled before is never committed."""
         key = str(chat)
-        queue = self._send_queue.setdefault(key, [])
-        queue.append(entry)
+        self._send_queue.setdefault(key, []).append(entry)
         try:
             async with self._accounts_locked(t.user for t in entry.targets):
                 if not entry.done:  # no earlier send took it along: this one commits what waits
-                    batch = [e for e in queue if e.targets == entry.targets][:_SEND_BATCH]
-                    for e in batch:
-                        queue.remove(e)
-                    try:
-                        await self._commit_send(chat, batch)
-                    except Exception as exc:  # nothing committed: every send of the batch fails alike
-                        for e in batch:
-                            e.error, e.done = exc, True
-                    except BaseException:  # this send was cancelled: the others wait for the next turn
-                        queue[:0] = [e for e in batch if e is not entry]
-                        raise
-                    else:
-                        for e in batch:
-                            e.done = True
+                    await self._lead(chat, key, entry)
         finally:
-            if not entry.done and entry in queue:
-                queue.remove(entry)  # cancelled before any send took it: never committed
-            if not queue and self._send_queue.get(key) is queue:
+            queue = self._send_queue.get(key)
+            if not entry.done:
+                entry.left = True  # never taken again (a batch that has it may still commit it)
+                if queue is not None and entry in queue:
+                    queue.remove(entry)
+            if queue is not None and not queue:
                 del self._send_queue[key]
         if isinstance(entry.error, _NeedSessions):
             raise _NeedSessions(entry.error.devices)
         if entry.error is not None:
             raise entry.error
         return entry.mid
+
+    async def _lead(self, chat: Jid, key: str, entry: _PendingSend) -> None:
+        """Commit ``entry`` and what waits with it (the caller holds the accounts' locks)."""
+        queue = self._send_queue.setdefault(key, [])
+        queue[:] = [e for e in queue if not e.left]
+        same = [e for e in queue if e.targets == entry.targets]
+        batch = same[:_SEND_BATCH] if entry in same[:_SEND_BATCH] else [*same[:_SEND_BATCH - 1], entry]
+        for e in batch:
+            if e in queue:
+                queue.remove(e)
+        while batch:
+            try:
+                await self._commit_send(chat, batch)
+            except _OneFailed as one:  # that send alone cannot be (too large): the others go on without it
+                one.entry.error, one.entry.done = one.error, True
+                batch.remove(one.entry)
+                continue
+            except Exception as exc:  # nothing committed: every send of the batch fails alike
+                for e in batch:
+                    e.error, e.done = exc, True
+            except BaseException:  # this send was cancelled: the others wait for the next turn
+                again = [e for e in batch if e is not entry and not e.left]
+                self._send_queue.setdefault(key, [])[:0] = again
+                raise
+            else:
+                for e in batch:
+                    e.done = True
+            return
 
     async def _commit_send(self, chat: Jid, batch: list[_PendingSend]) -> None:
         """Encrypt each send of ``batch`` (one set of targets) for its targets and commit them all in
@@ -474,7 +508,14 @@ class WaMessenger:
                 node = OutgoingMessage(e.mid, str(chat), tuple(encs),
                                        device_identity=self.device_identity if pkmsg and self.me.device else None
                                        ).to_node()
-                body = encode_node(node)
+                try:
+                    body = encode_node(node)
+                except InvalidArgumentError as exc:
+                    raise _OneFailed(e, exc) from None
+                if len(body) > self.client.max_stanza_len:
+                    raise _OneFailed(e, InvalidArgumentError(
+                        f"the message is {len(body)} bytes as a stanza, more than one frame holds "
+                        f"({self.client.max_stanza_len})"))
                 await tx.outbox_put(OutboxEntry(e.mid, str(chat), STANZA_TYPE, body, now))
                 await tx.sent_put(SentMessage(e.mid, str(chat), wamsg.encode(e.content, v=3), now))
                 bodies.append((e.mid, body))
@@ -571,6 +612,9 @@ class WaMessenger:
             body = await self._groups.encrypt_in(tx, gid, own, wamsg.encode(content, rng=self._rng))
             node = GroupMessage(mid, group, tuple(encs), Enc("skmsg", body)).to_node()
             stanza = encode_node(node)
+            if len(stanza) > self.client.max_stanza_len:  # (the transaction rolls back)
+                raise InvalidArgumentError(f"the message is {len(stanza)} bytes as a stanza, more than one "
+                                           f"frame holds ({self.client.max_stanza_len})")
             await tx.outbox_put(OutboxEntry(mid, gid, STANZA_TYPE, stanza, now))
             await tx.sent_put(SentMessage(mid, gid, wamsg.encode(content, v=3), now))
             await tx.set_meta(_META_SKDM + gid, json.dumps(sorted(known | {str(d) for d in needs})).encode())
@@ -601,7 +645,9 @@ class WaMessenger:
     async def mark_handled_many(self, msgs: Sequence[ReceivedMessage]) -> None:
         """:meth:`mark_handled` for several messages: one store commit, then their acks, and one
         delivery receipt per run of messages from the same sender device. Once it returns, none of
-        them is handed out again; if it raises, none of them was acknowledged."""
+        them is handed out again. If the commit raises, none of them was acknowledged; if sending
+        the acks raises (the connection went), they are all handled, and the server, whose acks
+        did not arrive, delivers those again: they are acknowledged then without being handed out."""
         items: list[tuple[Address, bytes]] = []
         for m in msgs:
             if m._digests:
@@ -989,9 +1035,12 @@ class WaMessenger:
                     break
                 if node.tag == "ack" and node.attrs.get("class") == "message":
                     if node.attrs.get("error") is None:
-                        self._acks.append(node.attrs.get("id", ""))  # removed in bulk by _ack_writer
+                        mid = node.attrs.get("id", "")
+                        self._acks.append(mid)  # removed in bulk by _ack_writer
                         self._ack_wake.set()
-                        self._nack_backoff = 0.0
+                        if mid in self._nacked:  # one that was refused got through: no more backing off
+                            self._nacked.clear()
+                            self._nack_backoff = 0.0
                         phash, to = node.attrs.get("phash"), node.attrs.get("from")
                         if phash and to and self._phash_ok.get(to) != phash:
                             nursery.start_soon(self._check_phash, to, phash)
@@ -1061,7 +1110,10 @@ class WaMessenger:
         pass (a full mailbox share): 0.25 s after the first, doubling while they go on."""
         while True:
             woke = False
-            wait = RESEND_AFTER if self._resend_at is None else max(0.0, self._resend_at - trio.current_time())
+            if self._resend_at is None or not self._logged_in.is_set():
+                wait = RESEND_AFTER  # (logged out: the next login wakes it, and reads the outbox)
+            else:
+                wait = max(0.0, self._resend_at - trio.current_time())
             with trio.move_on_after(wait):
                 await self._flush_wake.wait()
                 woke = True
@@ -1069,19 +1121,20 @@ class WaMessenger:
             if not self._logged_in.is_set():
                 continue
             due = self._resend_at is not None and trio.current_time() >= self._resend_at
+            more = False
             if self._reload or not woke or due:
                 self._resend_at = None
-                self._reload = False
+                self._reload = self._more_in_outbox = False
                 async with self.store.transaction() as tx:
                     rows = await tx.outbox_list(limit=OUTBOX_BATCH)
-                if len(rows) == OUTBOX_BATCH:
-                    self._reload = True  # more behind these: read on once they are sent
-                    self._flush_wake.set()
+                more = len(rows) == OUTBOX_BATCH  # more behind these: read on once some of these went
                 stored: list[tuple[str, bytes]] = []
                 damaged: list[tuple[str, bytes]] = []
+                limit = self.client.max_stanza_len
                 for r in rows:
                     if r.msg_type == STANZA_TYPE:
-                        (stored if _is_message_stanza(r.body) else damaged).append((r.message_id, r.body))
+                        ok = len(r.body) <= limit and _is_message_stanza(r.body)
+                        (stored if ok else damaged).append((r.message_id, r.body))
                 if damaged:  # never sent as it is: it would only make the server drop the connection
                     async with self.store.transaction() as tx:
                         await tx.outbox_discard([i for i, _ in damaged])
@@ -1089,6 +1142,7 @@ class WaMessenger:
                         await self._emit(SendRejected(i, 0))
                 ids = {i for i, _ in stored}
                 self._queue = deque(stored + [q for q in self._queue if q[0] not in ids])
+            sent = 0
             try:
                 while self._queue and self._logged_in.is_set():
                     mid, body = self._queue.popleft()
@@ -1096,12 +1150,19 @@ class WaMessenger:
                         continue
                     self._inflight.add(mid)
                     await self.client.send_encoded(body, "message")  # as committed: not decoded again
+                    sent += 1
                     self.sent += 1
                     self._sent_at.setdefault(mid, self._clock())
                     if self.metrics is not None:
                         self.metrics.sent.inc()
             except (TransportError, trio.ClosedResourceError, trio.BrokenResourceError):
                 continue  # the connection went: the next login reads the outbox again
+            if more:
+                if sent:
+                    self._reload = True  # read on at once
+                    self._flush_wake.set()
+                else:  # all of those are in flight: read on when acks have taken some out
+                    self._more_in_outbox = True
 
     async def _ack_writer(self) -> None:
         """Take acknowledged messages out of the outbox, every ack that came meanwhile in one
@@ -1114,6 +1175,10 @@ class WaMessenger:
             async with self.store.transaction() as tx:
                 await tx.outbox_discard(acks)
             self._acked(acks)
+            if self._more_in_outbox:  # the flusher stopped at a page of messages all in flight
+                self._more_in_outbox = False
+                self._reload = True
+                self._flush_wake.set()
 
     def _acked(self, mids: Iterable[str]) -> None:
         for mid in mids:
@@ -1136,7 +1201,8 @@ class WaMessenger:
                     await self._emit(SendRejected(mid, int(node.attrs["error"])))
             return
         # else (a full mailbox share, say): it stays in the outbox and goes again soon, each round
-        # twice as late while only nacks come back (the recipient is behind: it reads its mailbox)
+        # twice as late until one of the refused ones gets through (the recipient is behind)
+        self._nacked.add(mid)
         if self._resend_at is None:  # one resend round for all the nacks until then
             self._nack_backoff = min(RESEND_AFTER, max(_NACK_RETRY_FIRST, self._nack_backoff * 2))
             self._resend_at = trio.current_time() + self._nack_backoff

@@ -13,7 +13,9 @@ instead of several per message.
 A call that raises is rolled back alone (its savepoint) and its exception goes to its waiter or
 callback; a batch whose commit fails raises :class:`~wacrypto.errors.StoreError` out of
 :meth:`Committer.run` (nothing of it is acted on: the server stops, fail loudly, and the clients
-resend what was never acked).
+resend what was never acked). Whenever :meth:`Committer.run` ends (that error, or cancelled), every
+call not committed, queued or in that batch, gets a :class:`~wacrypto.errors.StoreError` ("did not
+commit"): no waiter is left waiting; a call or submit after that raises at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Final, Generic, TypeVar, final
 import trio
 
 from wacrypto.chatd.db import ChatdDatabase
-from wacrypto.errors import InvalidArgumentError
+from wacrypto.errors import InvalidArgumentError, StoreError
 
 __all__ = ["Committer", "Outcome"]
 
@@ -82,6 +84,7 @@ class Committer:
         self._wake = trio.Event()
         self._space = trio.Event()
         self.running = False
+        self._stopped = False  # run() ended: nothing more is committed
         self.batches = 0  # committed batches
         self.calls = 0  # calls committed in them
 
@@ -91,6 +94,8 @@ class Committer:
     async def submit(self, fn: Callable[[], T], then: Callable[[Outcome[T]], None]) -> None:
         """Queue ``fn`` (run in the worker thread, in a batch); ``then(outcome)`` runs in trio after
         the batch committed, in queue order. Waits only while the queue is full."""
+        if self._stopped:
+            raise StoreError("chatd's committer has stopped: nothing more is written")
         while len(self._queue) >= self.queue_limit:
             self._space = trio.Event() if self._space.is_set() else self._space
             await self._space.wait()
@@ -98,6 +103,8 @@ class Committer:
 
     async def call(self, fn: Callable[[], T], then: Callable[[Outcome[T]], None] | None = None) -> T:
         """Queue ``fn``, wait until its batch committed (``then`` has run), return its result or raise."""
+        if self._stopped:
+            raise StoreError("chatd's committer has stopped: nothing more is written")
         if not self.running:
             raise InvalidArgumentError("the committer is not running (ChatdServer.serve starts it)")
         c = _Call(fn, then)
@@ -114,6 +121,7 @@ class Committer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.running = True
         task_status.started()
+        batch: list[_Call[Any]] = []
         try:
             while True:
                 while not self._queue:
@@ -126,15 +134,37 @@ class Committer:
                 await trio.to_thread.run_sync(self._run_batch, batch)
                 self.batches += 1
                 self.calls += n
-                for c in batch:
-                    assert c.result is not None
-                    if c.then is not None:
-                        c.then(c.result)
-                    c.done.set()
+                committed, batch = deque(batch), []
+                try:
+                    while committed:
+                        c = committed.popleft()
+                        assert c.result is not None
+                        _finish(c, c.result)
+                finally:  # a callback raised (a bug: it ends the server): the others still get their results
+                    for c in committed:
+                        c.done.set()
         finally:
             self.running = False
+            self._stopped = True
+            lost = StoreError("chatd's committer stopped before this call committed")
+            for c in [*batch, *self._queue]:
+                if not c.done.is_set():
+                    _finish(c, Outcome(None, lost))
+            self._queue.clear()
+            self._space.set()
 
     def _run_batch(self, batch: list[_Call[Any]]) -> None:
         with self.db.batch():
             for c in batch:
                 c.run()
+
+
+def _finish(c: _Call[Any], result: Outcome[Any]) -> None:
+    """Hand ``result`` to the call's callback and waiter; a callback that raises does not keep the
+    waiter (or the calls after it) waiting."""
+    c.result = result
+    try:
+        if c.then is not None:
+            c.then(result)
+    finally:
+        c.done.set()

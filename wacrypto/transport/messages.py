@@ -244,6 +244,9 @@ class EncodedNode:
     data: bytes
     tag: str
 
+    def __repr__(self) -> str:  # the bytes hold ciphertext and identities: never shown
+        return f"EncodedNode(<{self.tag}> {len(self.data)} bytes)"
+
 
 Stanza = Ping | Pong | StreamError | Message | Ack | Node | EncodedNode
 

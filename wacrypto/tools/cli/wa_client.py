@@ -73,7 +73,7 @@ from wacrypto.chat.wa_messenger import (
     open_wa_messenger,
 )
 from wacrypto.chatd.server import load_trust_file
-from wacrypto.errors import InvalidArgumentError, PeerError, WacryptoError
+from wacrypto.errors import InvalidArgumentError, NetworkError, PeerError, TransportError, WacryptoError
 from wacrypto.media.client import MediaClient
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.session import account
@@ -246,7 +246,8 @@ def _report(dev: _Device, ev: object, me: str, receipts: bool) -> bool:
 
 async def _downloaded(dev: _Device, ev: ReceivedMessage) -> dict[str, Any]:
     """The message's image or document, downloaded, verified and decrypted (tried again for up to
-    MEDIA_PATIENCE seconds: the media endpoint may be down for a while); its sha256 and size."""
+    MEDIA_PATIENCE seconds while the media endpoint is down or unreachable; an integrity failure is
+    final); its sha256 and size. (The device's events wait meanwhile: the application's handling.)"""
     assert dev.m is not None and dev.media is not None
     deadline = trio.current_time() + MEDIA_PATIENCE
     with tempfile.TemporaryDirectory(prefix="wacrypto-wa-client-") as d:
@@ -256,10 +257,12 @@ async def _downloaded(dev: _Device, ev: ReceivedMessage) -> dict[str, Any]:
                 await dev.m.download_media(ev, dst, dev.media)
                 data = dst.read_bytes()
                 return {"media": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}}
-            except WacryptoError as exc:
+            except (NetworkError, TransportError) as exc:  # the endpoint is down or unreachable: again
                 if trio.current_time() >= deadline:
                     return {"media_error": type(exc).__name__}
                 await trio.sleep(0.5)
+            except WacryptoError as exc:  # not what was sent (an integrity check failed): no retry helps
+                return {"media_error": type(exc).__name__}
 
 
 async def _send_media(dev: _Device, to: str, text: str, path: str, key: str) -> None:
