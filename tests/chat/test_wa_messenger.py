@@ -31,7 +31,7 @@ from wacrypto.store import open_store
 from wacrypto.store.protocols import OutboxEntry
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.whatsapp.stanzas import Enc, OutgoingMessage
-from wacrypto.wire.binary import encode_node
+from wacrypto.wire.binary import Node, encode_node
 from wa_harness import STEP, Chatd, Device, Running, _config, _handled, _new_device, drained, running
 
 
@@ -732,4 +732,20 @@ async def test_a_pending_nack_resend_does_not_spin_while_logged_out(tmp_path: Pa
             cpu = time.process_time()
             await trio.sleep(1.0)
             assert time.process_time() - cpu < 0.4  # a spinning flusher takes about all of the second
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stanza_too_large_for_a_frame_fails_its_sender_not_the_connection(tmp_path: Path) -> None:
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(bob, chatd) as b, running(alice, chatd) as a:
+            big = Node("iq", {"id": "big", "type": "set", "to": "s.whatsapp.net"}, b"\x00" * a.m.client.max_stanza_len)
+            with pytest.raises(InvalidArgumentError, match="larger than one frame|byte limit"):
+                await a.m.client.send_node(big)
+            await a.m.send_text(bob.jid, "still connected")
+            await _handled(b, "still connected")
+            assert a.m.client.connections == 1
         nursery.cancel_scope.cancel()

@@ -72,10 +72,12 @@ from wacrypto.transport.chat_connection import (
     NodeReceived,
     PongReceived,
     StreamErrorReceived,
+    expects_answer,
 )
 from wacrypto.transport.noise_connection import ClientSettings, ConnectionClosed, NoiseConnection
 from wacrypto.transport.framing import DEFAULT_HEADER
 from wacrypto.transport.messages import Ack, ClientPayload, EncodedNode, Message, Node, StreamErrorCode
+from wacrypto.wire.binary import encode_node
 from wacrypto.chat.driver import PING_REQUEST, ConnectionDriver, Outgoing
 from wacrypto.chat.events import ClientEvent, ClientState, PortFailed, StateChanged
 
@@ -298,9 +300,14 @@ class ChatClient:
 
     async def send_node(self, node: Node) -> None:
         """Queue a WhatsApp stanza (docs/chat-protocol.md); waits while the send queue is full.
-        What the server sends back arrives as :class:`NodeReceived` events."""
+        What the server sends back arrives as :class:`NodeReceived` events. A stanza larger than
+        one frame raises :class:`InvalidArgumentError` here (nothing is sent)."""
         self._check_open()
-        await self._out_send.send(node)
+        data = encode_node(node)  # here, not in the writer: a stanza too large fails its sender alone
+        if len(data) > self.max_stanza_len:
+            raise InvalidArgumentError(f"<{node.tag}> stanza of {len(data)} bytes is larger than one frame "
+                                       f"({self.max_stanza_len})")
+        await self._out_send.send(EncodedNode(data, node.tag, expects_answer(node)))
 
     async def send_encoded(self, data: bytes, tag: str) -> None:
         """:meth:`send_node` of a stanza already encoded (the WABinary bytes of a ``tag`` node, as an

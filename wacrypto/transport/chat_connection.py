@@ -76,6 +76,7 @@ __all__ = [
     "PingReceived",
     "PongReceived",
     "StreamErrorReceived",
+    "expects_answer",
 ]
 
 
@@ -160,7 +161,7 @@ ChatEvent = Connected | MessageReceived | AckReceived | NodeReceived | PingRecei
 _ANSWERED: Final = ("message", "receipt", "notification")  # (and iq get/set) what the peer answers
 
 
-def _expects_answer(stanza: Stanza) -> bool:
+def expects_answer(stanza: Stanza) -> bool:
     """A stanza the peer answers (so the dead-socket rule applies): a message, receipt or iq request."""
     assert isinstance(stanza, Node)
     return stanza.tag in _ANSWERED or (
@@ -286,8 +287,9 @@ class ChatConnection:
         """Queue one stanza (encrypted, framed, whole). Messages and pings arm the dead-socket rule."""
         self._noise.send_frame(encode_stanza(stanza))
         t = type(stanza)
-        if t is Message or t is Ping or (t is Node and _expects_answer(stanza)) or (
-                isinstance(stanza, EncodedNode) and stanza.tag in _ANSWERED):
+        if t is Message or t is Ping or (t is Node and expects_answer(stanza)) or (
+                isinstance(stanza, EncodedNode) and (
+                    stanza.tag in _ANSWERED if stanza.answered is None else stanza.answered)):
             if self._unanswered_since is None:
                 self._unanswered_since = now
 
