@@ -16,12 +16,12 @@ at once. Rows, in this order in one run (so they share the machine's state):
 
 for C = 1 and 16, window 1 and 8, each as fast as it goes ("offered max": the sender outruns delivery,
 so the latency there is queueing); then the largest C and window again at ``--paced`` msgs/s offered
-(all conversations together, default 500), for the latency below saturation. Sessions are
+(all conversations together, default 300), for the latency below saturation. Sessions are
 established first (one message each way per conversation, not measured). Reported: msgs/s from the first send to the last "handled" line; latency from send_text's
 start in A to mark_handled's return in B (the processes share CLOCK_MONOTONIC), p50/p99.
 
 Run: .venv/bin/python bench/bench_e2e.py [--count 2000] [--size 64] [--window 1,8] [--conversations 1,16]
-     [--paced 500] [--stores sqlite,postgresql] [--keep]
+     [--paced 300] [--stores sqlite,postgresql] [--keep]
 Writes bench/results/e2e.json and bench/results/e2e.txt.
 """
 
@@ -294,7 +294,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", default="1,8", help="send_text calls under way per conversation, comma-separated")
-    ap.add_argument("--paced", type=float, default=500.0,
+    ap.add_argument("--paced", type=float, default=300.0,
                     help="also rows at this offered load (msgs/s, all conversations together; 0: none), for the "
                          "latency below saturation")
     ap.add_argument("--stores", default="sqlite,postgresql")
