@@ -14,11 +14,12 @@ import trio
 
 from wacrypto.chat.client import ChatClientConfig
 from wacrypto.chat.wa_messenger import ReceivedMessage, WaEvent, WaMessenger, open_wa_messenger
-from wacrypto.chatd.server import ChatdServer, ServerKeys
+from wacrypto.chatd.server import ServerKeys
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.session import account
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore
+from wacrypto.testing.chatd_inprocess import RestartableChatd
 from wacrypto.transport.chat_connection import KeepaliveSettings
 from wacrypto.whatsapp.jid import Jid
 
@@ -56,36 +57,12 @@ class Running:
         return got
 
 
-class Chatd:
+class Chatd(RestartableChatd):
+    """The tests' chatd: the shared server keys (``KEYS``), keepalive off; ``server_options`` are
+    more ChatdServer arguments (on_event, mailbox limits, say)."""
+
     def __init__(self, path: Path, **server_options: Any) -> None:
-        self.path = path
-        self.options = server_options  # more ChatdServer arguments (on_event, say)
-        self.port = 0
-        self.server: ChatdServer | None = None
-        self._scope: trio.CancelScope | None = None
-
-    async def start(self, nursery: trio.Nursery) -> None:
-        server = ChatdServer(KEYS, database=self.path, keepalive=KeepaliveSettings(interval=0), **self.options)
-
-        done = self._done = trio.Event()
-
-        async def serve(task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED) -> None:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                try:
-                    await server.serve("127.0.0.1", [self.port], task_status=task_status)
-                finally:
-                    server.close()
-                    done.set()
-
-        (self.port,) = await nursery.start(serve)
-        self.server = server
-
-    async def stop(self) -> None:
-        """Stop serving (every connection dropped, the database closed) and wait until it has."""
-        assert self._scope is not None
-        self._scope.cancel()
-        await self._done.wait()
+        super().__init__(path, KEYS, **server_options)
 
 
 def _config(d: Device, port: int) -> ChatClientConfig:

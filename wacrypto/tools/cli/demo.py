@@ -47,7 +47,6 @@ from wacrypto.chat.wa_messenger import (
 )
 from wacrypto.chatd.db import ChatdDatabase, DeviceRecord
 from wacrypto.chatd.media import MediaServer
-from wacrypto.chatd.server import ChatdServer, ServerKeys
 from wacrypto.errors import DecryptionError, DuplicateMessageError, WacryptoError
 from wacrypto.media.client import MediaClient
 from wacrypto.primitives.keys import KeyPair
@@ -55,6 +54,7 @@ from wacrypto.session import account
 from wacrypto.session.cipher import CiphertextMessage, SessionCipher
 from wacrypto.store import open_store
 from wacrypto.store.protocols import KeyStore
+from wacrypto.testing.chatd_inprocess import RestartableChatd
 from wacrypto.tools.cli.common import CliFailure, CliUsageError
 from wacrypto.transport.chat_connection import KeepaliveSettings
 from wacrypto.whatsapp.jid import LID_SERVER, USER_SERVER, Jid
@@ -216,40 +216,9 @@ async def signal_core(directory: Path, seed: int) -> None:
 
 
 # --------------------------------------------------------------------------- part 2: chatd and devices
-class _Chatd:
+class _Chatd(RestartableChatd):
     """The reference chatd on its SQLite database, on one loopback port; stopped and started again
-    on the same file and port (a restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.keys, _, _ = ServerKeys.generate()
-        self.port = 0
-        self.server: ChatdServer | None = None
-        self._scope: trio.CancelScope | None = None
-        self._done = trio.Event()
-
-    async def start(self, nursery: trio.Nursery) -> None:
-        server = ChatdServer(self.keys, database=self.path, keepalive=KeepaliveSettings(interval=0))
-        done = self._done = trio.Event()
-
-        async def serve(task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED) -> None:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                try:
-                    await server.serve("127.0.0.1", [self.port], task_status=task_status)
-                finally:
-                    server.close()
-                    done.set()
-
-        (self.port,) = await nursery.start(serve)
-        self.server = server
-
-    async def stop(self) -> None:
-        """Stop serving: every connection dropped, the database closed."""
-        assert self._scope is not None
-        self._scope.cancel()
-        await self._done.wait()
-        self.server = None
+    on the same file and port (a restart); and what the demo reads of its database."""
 
     @property
     def db(self) -> ChatdDatabase:
