@@ -173,6 +173,6 @@ def test_an_encoded_stanza_repr_shows_no_bytes() -> None:
     from wacrypto.transport.messages import EncodedNode, decode_stanza, encode_stanza
 
     node = Node("message", {"id": "1"}, (Node("enc", {"type": "msg"}, b"secret-ciphertext"),))
-    enc = EncodedNode(encode_node(node), "message")
+    enc = EncodedNode(encode_node(node), "message", True)
     assert "secret" not in repr(enc) and "message" in repr(enc)
     assert encode_stanza(enc) == encode_node(node) and decode_stanza(encode_stanza(enc)) == node

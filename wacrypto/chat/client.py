@@ -71,6 +71,7 @@ from wacrypto.transport.chat_connection import (
     MessageReceived,
     NodeReceived,
     PongReceived,
+    ANSWERED_TAGS,
     StreamErrorReceived,
     expects_answer,
 )
@@ -260,7 +261,7 @@ class ChatClient:
 
     @property
     def max_stanza_len(self) -> int:
-        """The largest stanza one frame carries (bytes, encoded): :meth:`send_encoded` refuses more."""
+        """The largest stanza one frame carries (bytes, encoded): :meth:`encode` and the sends refuse more."""
         return self._config.max_frame_len - NOISE_TAG_LEN
 
     @property
@@ -303,19 +304,26 @@ class ChatClient:
         What the server sends back arrives as :class:`NodeReceived` events. A stanza larger than
         one frame raises :class:`InvalidArgumentError` here (nothing is sent)."""
         self._check_open()
-        data = encode_node(node)  # here, not in the writer: a stanza too large fails its sender alone
-        if len(data) > self.max_stanza_len:
-            raise InvalidArgumentError(f"<{node.tag}> stanza of {len(data)} bytes is larger than one frame "
-                                       f"({self.max_stanza_len})")
+        data = self.encode(node)  # here, not in the writer: a stanza too large fails its sender alone
         await self._out_send.send(EncodedNode(data, node.tag, expects_answer(node)))
 
     async def send_encoded(self, data: bytes, tag: str) -> None:
         """:meth:`send_node` of a stanza already encoded (the WABinary bytes of a ``tag`` node, as an
         outbox keeps them): sent as they are. Waits while the send queue is full."""
         self._check_open()
-        if len(data) > self.max_stanza_len:
-            raise InvalidArgumentError("stanza larger than one frame")
-        await self._out_send.send(EncodedNode(bytes(data), tag))
+        self._check_frame(len(data), tag)
+        await self._out_send.send(EncodedNode(bytes(data), tag, tag in ANSWERED_TAGS))
+
+    def encode(self, node: Node) -> bytes:
+        """``node`` as the bytes :meth:`send_encoded` takes; :class:`InvalidArgumentError` if it is
+        larger than one frame carries (``max_stanza_len``)."""
+        data = encode_node(node)
+        self._check_frame(len(data), node.tag)
+        return data
+
+    def _check_frame(self, n: int, tag: str) -> None:
+        if n > self.max_stanza_len:
+            raise InvalidArgumentError(f"<{tag}> stanza of {n} bytes is larger than one frame ({self.max_stanza_len})")
 
     async def ack(self, id: str) -> None:
         """Acknowledge a received message (after persisting it)."""

@@ -126,7 +126,7 @@ from wacrypto.whatsapp.stanzas import (
     parse_group_result,
     parse_usync_result,
 )
-from wacrypto.wire.binary import Node, decode_node, encode_node
+from wacrypto.wire.binary import Node, decode_node
 
 __all__ = [
     "DeviceRejected",
@@ -156,8 +156,8 @@ SIGNED_PREKEY_MAX_AGE: Final = 7 * 86400.0
 RETRY_KEEP: Final = 14 * 86400.0  # seconds a receiver's retry count is remembered
 _EVENTS_BUFFER: Final = 1024
 _RECEIPT_IDS: Final = 256  # message ids in one delivery receipt, at most
-_READ_BATCH: Final = 256
-_SEND_BATCH: Final = 64  # sends to one chat committed in one transaction, at most  # queued stanzas the worker takes at once (a run of them decrypts in one commit)
+_READ_BATCH: Final = 256  # queued stanzas the worker takes at once (a run of them decrypts in one commit)
+_SEND_BATCH: Final = 64  # sends to one chat committed in one transaction, at most
 _META_REGISTERED: Final = "wa.registered"
 _META_DEVICES: Final = "wa.devices:"  # + user JID: JSON {"devices": [...], "kil": hex or null}
 _META_REBUILT: Final = "wa.rebuilt:"  # + address: when we last rebuilt that session for a retry
@@ -509,13 +509,9 @@ class WaMessenger:
                                        device_identity=self.device_identity if pkmsg and self.me.device else None
                                        ).to_node()
                 try:
-                    body = encode_node(node)
+                    body = self.client.encode(node)  # (a stanza too large for a frame fails this send alone)
                 except InvalidArgumentError as exc:
                     raise _OneFailed(e, exc) from None
-                if len(body) > self.client.max_stanza_len:
-                    raise _OneFailed(e, InvalidArgumentError(
-                        f"the message is {len(body)} bytes as a stanza, more than one frame holds "
-                        f"({self.client.max_stanza_len})"))
                 await tx.outbox_put(OutboxEntry(e.mid, str(chat), STANZA_TYPE, body, now))
                 await tx.sent_put(SentMessage(e.mid, str(chat), wamsg.encode(e.content, v=3), now))
                 bodies.append((e.mid, body))
@@ -611,10 +607,7 @@ class WaMessenger:
                 encs.append((d, Enc("pkmsg" if ct.type == PREKEY_TYPE else "msg", ct.body)))
             body = await self._groups.encrypt_in(tx, gid, own, wamsg.encode(content, rng=self._rng))
             node = GroupMessage(mid, group, tuple(encs), Enc("skmsg", body)).to_node()
-            stanza = encode_node(node)
-            if len(stanza) > self.client.max_stanza_len:  # (the transaction rolls back)
-                raise InvalidArgumentError(f"the message is {len(stanza)} bytes as a stanza, more than one "
-                                           f"frame holds ({self.client.max_stanza_len})")
+            stanza = self.client.encode(node)  # (too large for a frame: raises, the transaction rolls back)
             await tx.outbox_put(OutboxEntry(mid, gid, STANZA_TYPE, stanza, now))
             await tx.sent_put(SentMessage(mid, gid, wamsg.encode(content, v=3), now))
             await tx.set_meta(_META_SKDM + gid, json.dumps(sorted(known | {str(d) for d in needs})).encode())
@@ -826,16 +819,18 @@ class WaMessenger:
             await self.learn_lid(user, found[0].lid)
         devices = sorted({d for d, _ in found[0].devices}) if found else []
         kil = found[0].key_index_list if found else None
-        async with self.store.transaction() as tx:
-            await tx.set_meta(key, json.dumps({"devices": devices, "kil": None if kil is None else kil.hex()}).encode())
-        self._devices[key] = (list(devices), kil)
+        await self._save_devices(key, devices, kil)
         self._phash_ok.clear()
         return devices, kil
 
-    async def _forget_devices(self, user: Jid) -> None:
+    async def _save_devices(self, key: str, devices: list[int], kil: bytes | None) -> None:
+        """Store a device list (and keep it in the cache, write-through)."""
         async with self.store.transaction() as tx:
-            await tx.set_meta(_META_DEVICES + str(user), json.dumps({"devices": [], "kil": None}).encode())
-        self._devices[_META_DEVICES + str(user)] = ([], None)
+            await tx.set_meta(key, json.dumps({"devices": devices, "kil": None if kil is None else kil.hex()}).encode())
+        self._devices[key] = (list(devices), kil)
+
+    async def _forget_devices(self, user: Jid) -> None:
+        await self._save_devices(_META_DEVICES + str(user), [], None)
         await self._device_list(user, refresh=True)
 
     async def _targets(self, chat: Jid, *, include_own: bool = True, check_sessions: bool = True) -> list[Jid]:
@@ -1289,7 +1284,7 @@ class WaMessenger:
         async with self._account_lock(device.user):
             addr = await self._address(device)
             results = await self.cipher.decrypt_once_many(
-                addr, [(PREKEY_TYPE if m.encs[0].type == "pkmsg" else WHISPER_TYPE, m.encs[0].ciphertext) for _, m in run])
+                addr, [(_signal_type(m.encs[0]), m.encs[0].ciphertext) for _, m in run])
             for (node, msg), got in zip(run, results):
                 if again or device in self._held:  # an identity question came up: the rest waits behind it
                     again.append(node)
@@ -1360,8 +1355,7 @@ class WaMessenger:
                     assert group is not None
                     got = await self._group_decrypt_once(str(group), addr, enc.ciphertext)
                 else:
-                    msg_type = PREKEY_TYPE if enc.type == "pkmsg" else WHISPER_TYPE
-                    got = await self.cipher.decrypt_once(addr, msg_type, enc.ciphertext)
+                    got = await self.cipher.decrypt_once(addr, _signal_type(enc), enc.ciphertext)
             except (PeerError, MissingStateError) as exc:
                 return await self._read_failed(msg, node, device, exc)
             try:
@@ -1566,6 +1560,11 @@ class WaMessenger:
         elif isinstance(note, DevicesNotification):
             await self._device_list(note.jid.user_jid(), refresh=True)
         await self._send(ack_for(node).to_node())
+
+
+def _signal_type(enc: Enc) -> int:
+    """The Signal message type of a pairwise ``<enc>`` (pkmsg or msg)."""
+    return PREKEY_TYPE if enc.type == "pkmsg" else WHISPER_TYPE
 
 
 def _is_message_stanza(body: bytes) -> bool:

@@ -66,6 +66,7 @@ from wacrypto.transport.noise_connection import (
 )
 
 __all__ = [
+    "ANSWERED_TAGS",
     "AckReceived",
     "ChatConnection",
     "ChatEvent",
@@ -158,13 +159,13 @@ class StreamErrorReceived:
 ChatEvent = Connected | MessageReceived | AckReceived | NodeReceived | PingReceived | PongReceived | StreamErrorReceived | ConnectionClosed
 
 
-_ANSWERED: Final = ("message", "receipt", "notification")  # (and iq get/set) what the peer answers
+ANSWERED_TAGS: Final = ("message", "receipt", "notification")  # (and iq get/set) what the peer answers
 
 
 def expects_answer(stanza: Stanza) -> bool:
     """A stanza the peer answers (so the dead-socket rule applies): a message, receipt or iq request."""
     assert isinstance(stanza, Node)
-    return stanza.tag in _ANSWERED or (
+    return stanza.tag in ANSWERED_TAGS or (
         stanza.tag == "iq" and stanza.attrs.get("type") in ("get", "set"))
 
 
@@ -288,8 +289,7 @@ class ChatConnection:
         self._noise.send_frame(encode_stanza(stanza))
         t = type(stanza)
         if t is Message or t is Ping or (t is Node and expects_answer(stanza)) or (
-                isinstance(stanza, EncodedNode) and (
-                    stanza.tag in _ANSWERED if stanza.answered is None else stanza.answered)):
+                isinstance(stanza, EncodedNode) and stanza.answered):
             if self._unanswered_since is None:
                 self._unanswered_since = now
 

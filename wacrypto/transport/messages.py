@@ -239,12 +239,11 @@ class Ack:
 class EncodedNode:
     """A WhatsApp stanza already encoded (WABinary node bytes, as an outbox keeps it): sent as it
     is, not decoded and encoded again. ``tag`` is the node's tag; ``answered``: the peer answers it
-    (the dead-socket rule applies; None: a message, receipt or notification ``tag``). Only ever
-    sent; received frames are decoded."""
+    (the dead-socket rule applies). Only ever sent; received frames are decoded."""
 
     data: bytes
     tag: str
-    answered: bool | None = None
+    answered: bool
 
     def __repr__(self) -> str:  # the bytes hold ciphertext and identities: never shown
         return f"EncodedNode(<{self.tag}> {len(self.data)} bytes)"

@@ -265,11 +265,6 @@ async def _downloaded(dev: _Device, ev: ReceivedMessage) -> dict[str, Any]:
                 return {"media_error": type(exc).__name__}
 
 
-async def _send_media(dev: _Device, to: str, text: str, path: str, key: str) -> None:
-    """``send_media`` of the file at ``path`` (an image with ``text`` as its caption)."""
-    await _send(dev, to, text, key, path)
-
-
 def _jids(dev: _Device, key: str, texts: list[str]) -> list[Jid] | None:
     """``texts`` parsed, with the device running; else None, its ``failed`` line printed."""
     try:
@@ -284,6 +279,8 @@ def _jids(dev: _Device, key: str, texts: list[str]) -> list[Jid] | None:
 
 
 async def _send(dev: _Device, to: str, text: str, key: str, path: str | None = None) -> None:
+    """``send_text`` (``send_group`` to a group JID; with ``path``: that file as an image, ``text``
+    its caption); prints ``sent`` or ``failed``."""
     me = str(dev.jid)
     parsed = _jids(dev, key, [to])
     if parsed is None:
@@ -350,8 +347,8 @@ def _command(cmd: dict[str, Any] | str, names: list[str], send: SendFn, pending:
     if what == "pending":
         tasks.start_soon(pending)
         return True
+    sender = names[0] if "from" not in cmd and len(names) == 1 else cmd.get("from")
     if what == "create_group" and group is not None:
-        sender = names[0] if "from" not in cmd and len(names) == 1 else cmd.get("from")
         subject, members, key = cmd.get("subject"), cmd.get("participants"), cmd.get("key")
         if (sender not in names or not isinstance(subject, str) or not isinstance(key, str)
                 or not isinstance(members, list) or not all(isinstance(m, str) for m in members)):
@@ -365,7 +362,6 @@ def _command(cmd: dict[str, Any] | str, names: list[str], send: SendFn, pending:
         known = "send, burst, create_group, pending, quit" if group is not None else "send, burst, pending, quit"
         emit({"error": f"unknown command {what!r} ({known})"})
         return True
-    sender = names[0] if "from" not in cmd and len(names) == 1 else cmd.get("from")
     to, key = cmd.get("to"), cmd.get("key")
     if sender not in names or not isinstance(to, str) or not isinstance(key, str):
         emit({"error": f"{what} needs to and key (strings), and from (a device of this process)",
@@ -470,7 +466,7 @@ def _cmd_wa_client(args: argparse.Namespace) -> int:
                 await _create_group(by_jid[sender], subject, participants, key)
 
             async def send_file(sender: str, to: str, text: str, path: str, key: str) -> None:
-                await _send_media(by_jid[sender], to, text, path, key)
+                await _send(by_jid[sender], to, text, key, path)
 
             await serve_commands(list(by_jid), send, pending, group, send_file)
             nursery.cancel_scope.cancel()
