@@ -47,6 +47,7 @@ MAX_SCANNABLE_FINGERPRINT_LEN: Final = 256  # a CombinedFingerprints is ~76 byte
 
 # --------------------------------------------------------------------------- store
 DEFAULT_PLAINTEXT_RETENTION_DAYS: Final = 14  # handled dedup entries kept this long
+MAX_STRIPES: Final = 64  # worker processes serving one device's chats (scale-out), at most
 DEFAULT_LEASE_SECONDS: Final = 30.0  # instance lease lifetime without heartbeat
 DEFAULT_SQL_POOL_SIZE: Final = 8  # pooled connections per SQL store
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS: Final = 10_000  # wait this long for a locked SQLite database

@@ -30,8 +30,10 @@ from wacrypto.store.sql.dialect import check_version, dialect_for, parse_mysql_v
 from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import LATEST_VERSION, migrate
 from wacrypto.store.sql.url import parse_store_url
+from wacrypto.whatsapp.stripes import Stripe
 
 BOB = Address("bob", 1)
+ALICE = Address("alice", 1)
 NASTY = "p?{}&~!()^@:/%#w'\"\\ x"
 
 
@@ -331,6 +333,42 @@ async def test_stale_write_committed_in_flight_is_fenced(sql_url: str) -> None:
         assert await tx.load_session(BOB) is None
     await a.aclose()
     await b.aclose()
+
+
+async def test_stripe_leases_one_writer_per_stripe_and_one_way_of_serving(sql_url: str) -> None:
+    """Scale-out: the workers of stripes 0 and 1 of 2 hold their own leases side by side; a second
+    worker for a stripe, a whole-account instance or stripes of another count are refused while they
+    live; each stripe's token fences only its own old holder; info shows each stripe's lease."""
+    w0 = await open_store(sql_url, lease_holder="w0", lease_stripe=Stripe(0, 2), lease_seconds=1.0)
+    w1 = await open_store(sql_url, lease_holder="w1", lease_stripe=Stripe(1, 2), lease_seconds=30)
+    assert isinstance(w0, SqlKeyStore) and isinstance(w1, SqlKeyStore) and w1.lease_stripe == Stripe(1, 2)
+    for holder, stripe, busy in [("x", Stripe(0, 2), "stripe 0/2"), ("x", None, "stripe 0/2"),
+                                 ("x", Stripe(2, 4), "stripe 0/2")]:
+        with pytest.raises(InstanceConflictError, match=busy):
+            await open_store(sql_url, lease_holder=holder, lease_stripe=stripe)
+    info = await w1.info()
+    assert info.lease is not None and set(info.lease["stripes"]) == {"0/2", "1/2"}
+    assert info.lease["stripes"]["1/2"]["holder"] == "w1"
+    async with w0.transaction(BOB) as tx:
+        await tx.store_session(BOB, b"by w0")
+    await trio.sleep(1.3)  # w0 stops heart-beating: its stripe is free, stripe 1 is not
+    with pytest.raises(InstanceConflictError, match="stripe 1/2"):
+        await open_store(sql_url, lease_holder="whole")
+    v0 = await open_store(sql_url, lease_holder="v0", lease_stripe=Stripe(0, 2))
+    with pytest.raises(LeaseLostError):
+        async with w0.transaction(BOB) as tx:
+            await tx.store_session(BOB, b"w0 again")  # the old holder of stripe 0 comes back: refused
+    async with w1.transaction(ALICE) as tx:  # stripe 1 is untouched by stripe 0's takeover
+        await tx.store_session(ALICE, b"by w1")
+    await w1.renew_lease()
+    for s in (w0, w1, v0):
+        await s.aclose()  # (w0's close must not release v0's lease; the others release theirs)
+    whole = await open_store(sql_url, lease_holder="whole")  # no stripe is live now: one instance may serve it
+    with pytest.raises(InstanceConflictError, match="the account"):
+        await open_store(sql_url, lease_holder="w9", lease_stripe=Stripe(1, 2))
+    async with whole.transaction(BOB, ALICE) as tx:
+        assert await tx.load_session(BOB) == b"by w0" and await tx.load_session(ALICE) == b"by w1"
+    await whole.aclose()
 
 
 # ----------------------------------------------------------------------------- keys at rest

@@ -69,7 +69,7 @@ class CertChain(_message.Message):
     def __init__(self, leaf: _Optional[_Union[CertChain.NoiseCertificate, _Mapping]] = ..., intermediate: _Optional[_Union[CertChain.NoiseCertificate, _Mapping]] = ...) -> None: ...
 
 class ClientPayload(_message.Message):
-    __slots__ = ("version_major", "version_minor", "version_patch", "user_agent", "username", "server", "device")
+    __slots__ = ("version_major", "version_minor", "version_patch", "user_agent", "username", "server", "device", "stripe", "stripes")
     VERSION_MAJOR_FIELD_NUMBER: _ClassVar[int]
     VERSION_MINOR_FIELD_NUMBER: _ClassVar[int]
     VERSION_PATCH_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,8 @@ class ClientPayload(_message.Message):
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    STRIPE_FIELD_NUMBER: _ClassVar[int]
+    STRIPES_FIELD_NUMBER: _ClassVar[int]
     version_major: int
     version_minor: int
     version_patch: int
@@ -84,4 +86,6 @@ class ClientPayload(_message.Message):
     username: str
     server: str
     device: int
-    def __init__(self, version_major: _Optional[int] = ..., version_minor: _Optional[int] = ..., version_patch: _Optional[int] = ..., user_agent: _Optional[str] = ..., username: _Optional[str] = ..., server: _Optional[str] = ..., device: _Optional[int] = ...) -> None: ...
+    stripe: int
+    stripes: int
+    def __init__(self, version_major: _Optional[int] = ..., version_minor: _Optional[int] = ..., version_patch: _Optional[int] = ..., user_agent: _Optional[str] = ..., username: _Optional[str] = ..., server: _Optional[str] = ..., device: _Optional[int] = ..., stripe: _Optional[int] = ..., stripes: _Optional[int] = ...) -> None: ...

@@ -435,7 +435,7 @@ class ChatdServer:
             self.service = ChatService(self.db, mailbox_ttl=mailbox_ttl, mailbox_limit=mailbox_limit,
                                        mailbox_sender_limit=mailbox_sender_limit,
                                        mailbox_stranger_limit=mailbox_stranger_limit)
-        self.devices: dict[Jid, Session] = {}  # logged-in device -> its live session
+        self.devices: dict[Jid, dict[int, Session]] = {}  # logged-in device -> stripe -> its live session
         self.expired = 0  # stanzas dropped from device mailboxes after the TTL
 
     def close(self) -> None:
@@ -558,15 +558,14 @@ class ChatdServer:
             session.cancel_scope.cancel()
             return
         key = ev.remote_static.u
-        old = self.sessions.get(key)
+        if ev.client_payload is not None and ev.client_payload.stripes > 1:
+            old = None  # one of a device's worker connections: _serve_device replaces per stripe
+        else:
+            old = self.sessions.get(key)
         if old is not None:
-            old.driver.conn.send_stream_error(StreamErrorCode.CONFLICT, "replaced by a new connection")
-            try:
-                await old.driver.flush()
-            except TransportError:
-                pass
-            old.cancel_scope.cancel()
-        self.sessions[key] = session
+            await self._replace(old, "replaced by a new connection")
+        if old is not None or ev.client_payload is None or ev.client_payload.stripes == 1:
+            self.sessions[key] = session
         self.all_sessions.append(session)
         self.session_started.set()
         self.session_started = trio.Event()
@@ -609,53 +608,62 @@ class ChatdServer:
         assert service is not None and committer is not None and session.client_key is not None
         driver = session.driver
         key, now = session.client_key.u, self._wall()
+        stripe, stripes = payload.stripe, payload.stripes
         result = await committer.call(lambda: service.login(payload.username, payload.server or USER_SERVER,
-                                                            payload.device, key, now))
+                                                            payload.device, key, now, stripe=stripe, stripes=stripes))
         if not result.ok:
             assert result.failure is not None
             driver.conn.send(result.failure, trio.current_time())
             await driver.flush()
             return
         device = Jid(payload.username, payload.server or USER_SERVER, payload.device)
-        old = self.devices.get(device)
-        if old is not None and old is not session:
-            old.driver.conn.send_stream_error(StreamErrorCode.CONFLICT)
-            try:
-                await old.driver.flush()
-            except TransportError:
-                pass
-            old.cancel_scope.cancel()
+        conns = self.devices.setdefault(device, {})
+        if any(s.client_payload is None or s.client_payload.stripes != stripes for s in conns.values()):
+            replaced = list(conns.values())  # served another way now (another stripe count): all of them
+        else:
+            replaced = [conns[stripe]] if stripe in conns else []
+        for old in replaced:
+            if old is not session:
+                await self._replace(old)
+        conns = self.devices.setdefault(device, {})
+        for old in replaced:
+            for i, s in list(conns.items()):
+                if s is old:
+                    del conns[i]
         # a logged-in device's queue is deep (deliveries are queued without waiting, after commit)
         session.out_send, session.out_recv = trio.open_memory_channel[Outgoing](_DEVICE_QUEUE)
-        self.devices[device] = session
+        conns[stripe] = session
         assert result.success is not None
         session.send(result.success)
         ended: TransportError | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._push_waiting, session, device)
+                nursery.start_soon(self._push_waiting, session, device, stripe)
                 try:
-                    await driver.run(session.out_recv, lambda ev: self._device_event(session, device, ev))
+                    await driver.run(session.out_recv, lambda ev: self._device_event(session, device, stripe, ev))
                 except TransportError as exc:
                     ended = exc
                 nursery.cancel_scope.cancel()
         finally:
-            if self.devices.get(device) is session:
-                del self.devices[device]
+            conns = self.devices.get(device, {})
+            if conns.get(stripe) is session:
+                del conns[stripe]
+                if not conns:
+                    del self.devices[device]
             service.disconnected(device, result.session)
         if ended is not None:
             raise ended
 
-    async def _device_event(self, session: Session, device: Jid, ev: ChatEvent) -> None:
+    async def _device_event(self, session: Session, device: Jid, stripe: int, ev: ChatEvent) -> None:
         service, committer = self.service, self.committer
         assert service is not None and committer is not None
         if isinstance(ev, NodeReceived):
             node, now = ev.node, self._wall()
 
             def handle() -> list[Out] | None:
-                if not service.is_online(device):  # removed (or replaced) meanwhile
+                if not service.is_online(device, stripe):  # removed (or replaced) meanwhile
                     return None
-                return service.handle(device, node, now)
+                return service.handle(device, node, now, stripe=stripe)
 
             def then(res: Outcome[list[Out] | None]) -> None:
                 if res.error is not None or res.value is None:  # this connection is over
@@ -667,22 +675,38 @@ class ChatdServer:
         if self._on_event is not None:
             await self._on_event(session, ev)
 
-    def _deliver(self, outs: Iterable[tuple[Jid, Node]]) -> None:
-        """Queue committed stanzas to their online devices, in order, without waiting: a device whose
-        queue is full is disconnected (what it missed waits in its mailbox for its next login)."""
-        for target, node in outs:
-            dest = self.devices.get(target)
-            if dest is None:
-                continue
-            try:
-                dest.out_send.send_nowait(node)
-            except trio.WouldBlock:
-                self.slow_disconnects += 1
-                dest.cancel_scope.cancel()
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
+    async def _replace(self, old: Session, text: str = "") -> None:
+        """End ``old`` with a conflict stream error: a newer connection took its place."""
+        old.driver.conn.send_stream_error(StreamErrorCode.CONFLICT, text)
+        try:
+            await old.driver.flush()
+        except TransportError:
+            pass
+        old.cancel_scope.cancel()
 
-    async def _push_waiting(self, session: Session, device: Jid) -> None:
+    def _deliver(self, outs: Iterable[Out]) -> None:
+        """Queue committed stanzas to their online devices' connections (of the stripe each names), in
+        order, without waiting: a connection whose queue is full is ended (what it missed waits in the
+        mailbox for its next login)."""
+        for out in outs:
+            conns = self.devices.get(out.target)
+            if not conns:
+                continue
+            if out.stripe < 0:
+                dests = list(conns.values())
+            else:
+                one = conns.get(out.stripe)
+                dests = [] if one is None else [one]
+            for dest in dests:
+                try:
+                    dest.out_send.send_nowait(out.node)
+                except trio.WouldBlock:
+                    self.slow_disconnects += 1
+                    dest.cancel_scope.cancel()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass
+
+    async def _push_waiting(self, session: Session, device: Jid, stripe: int) -> None:
         """Push what waited for ``device``, a page at a time (queued after commit, in order with the
         live deliveries); once it has caught up, the service hands new deliveries out at once."""
         service, committer = self.service, self.committer
@@ -691,9 +715,10 @@ class ChatdServer:
             while session.out_send.statistics().current_buffer_used > _DEVICE_QUEUE - 2 * _PUSH_BATCH:
                 await trio.sleep(0.01)  # let the connection take what is queued first
             now = self._wall()
-            page = await committer.call(lambda: service.pending_for(device, now, limit=_PUSH_BATCH),
-                                        lambda res: self._deliver((device, n) for n in res.value or ()))
-            if len(page) < _PUSH_BATCH:
+            nodes, done = await committer.call(
+                lambda: service.pending_page(device, now, limit=_PUSH_BATCH, stripe=stripe),
+                lambda res: self._deliver(Out(device, n, stripe) for n in (res.value[0] if res.value else ())))
+            if done:
                 return
 
     async def _expire_waiting(self) -> None:

@@ -47,6 +47,7 @@ from wacrypto.whatsapp.adv import device_identity_details
 from wacrypto.whatsapp.devices import participant_hash
 from wacrypto.whatsapp.jid import GROUP_SERVER, Jid
 from wacrypto.whatsapp.retry import RetryReceipt
+from wacrypto.whatsapp.stripes import Stripe, stanza_chat, stripe_of
 from wacrypto.whatsapp.stanzas import (
     SERVER,
     Ack,
@@ -93,10 +94,14 @@ LOGIN_REFUSED: Final = 401
 
 
 class Out(NamedTuple):
-    """A stanza for one device's live connection."""
+    """A stanza for a live connection of ``target``: the connection of its ``stripe`` (a device served
+    by several workers, :mod:`wacrypto.whatsapp.stripes`), or with ``stripe`` -1 outside
+    :meth:`ChatService.handle` every connection of the device (:meth:`~ChatService.handle` gives its
+    replies the stripe of the connection that sent the stanza)."""
 
     target: Jid
     node: Node
+    stripe: int = -1
 
 
 @final
@@ -121,6 +126,7 @@ def replaced_error() -> Node:
 @dataclass(slots=True)
 class _Conn:
     session: int
+    stripes: int = 1  # the device's connections serve stripes of this count (1: one serves all)
     cursor: int = 0  # the highest mailbox seq this connection was given
     drained: bool = False  # pending_for came back short: new deliveries are pushed at once
 
@@ -150,7 +156,7 @@ class ChatService:
         self.mailbox_ttl = mailbox_ttl
         self.shares = Shares(mailbox_sender_limit, mailbox_stranger_limit, mailbox_limit)
         self.prekey_low_water = prekey_low_water
-        self._online: dict[Jid, _Conn] = {}
+        self._online: dict[Jid, dict[int, _Conn]] = {}  # device -> stripe -> its live connection
         self._sessions = 0
         self._lock = threading.Lock()
 
@@ -158,11 +164,15 @@ class ChatService:
         return f"ChatService({self.db!r}, online={len(self._online)})"
 
     # ------------------------------------------------------------------ connections
-    def login(self, user: str, server: str, device: int, static_key: bytes, now: float) -> LoginResult:
+    def login(self, user: str, server: str, device: int, static_key: bytes, now: float, *,
+              stripe: int = 0, stripes: int = 1) -> LoginResult:
         """Register on first login: bind (account, device) to ``static_key``, or check it against the
-        bound key. ``user``/``server``/``device`` come from the client's payload."""
+        bound key. ``user``/``server``/``device`` come from the client's payload, and for a device
+        served by several workers, the ``stripe`` of ``stripes`` this connection serves (the device's
+        connections of another count are replaced: ``replaced``)."""
         if not isinstance(static_key, bytes) or len(static_key) != 32:
             raise InvalidArgumentError("the static key is the connection's 32-byte Noise key")
+        Stripe(stripe, stripes)  # (InvalidArgumentError if it is not one)
         refused = LoginResult(False, failure=Failure(LOGIN_REFUSED).to_node())
         try:
             jid = Jid(user, server, device)
@@ -175,37 +185,61 @@ class ChatService:
                 if not tx.bind_login(str(jid.user_jid()), jid.device, static_key, now=now):
                     return refused
                 lid = tx.assign_lid(str(jid.user_jid())) if jid.is_phone_number else None
-            replaced = jid in self._online
+            conns = self._online.setdefault(jid, {})
+            if any(c.stripes != stripes for c in conns.values()):
+                conns.clear()  # the device is served another way now: all of those are replaced
+                replaced = True
+            else:
+                replaced = stripe in conns
             self._sessions += 1
-            self._online[jid] = _Conn(self._sessions)
+            conns[stripe] = _Conn(self._sessions, stripes)
             success = Success(int(now), None if lid is None else Jid.parse(lid)).to_node()
             return LoginResult(True, success=success, replaced=replaced, session=self._sessions, device=jid)
 
     def disconnected(self, device: Jid, session: int | None = None) -> None:
         """The device's connection ended (``session``: of that login; a replaced connection's is ignored)."""
         with self._lock:
-            conn = self._online.get(device)
-            if conn is not None and (session is None or session == conn.session):
+            conns = self._online.get(device)
+            if conns is None:
+                return
+            for stripe, conn in list(conns.items()):
+                if session is None or session == conn.session:
+                    del conns[stripe]
+            if not conns:
                 del self._online[device]
 
-    def is_online(self, device: Jid) -> bool:
-        return device in self._online
+    def is_online(self, device: Jid, stripe: int | None = None) -> bool:
+        """The device has a live connection (``stripe``: one serving that stripe)."""
+        conns = self._online.get(device)
+        return conns is not None and bool(conns) and (stripe is None or stripe in conns)
 
-    def pending_for(self, device: Jid, now: float, limit: int = 1000) -> list[Node]:
+    def pending_for(self, device: Jid, now: float, limit: int = 1000, *, stripe: int = 0) -> list[Node]:
         """The oldest waiting deliveries (messages, receipts, notifications) this connection has not
-        been given yet; a page shorter than ``limit`` means the device has caught up. For a device
-        that is not online: the oldest waiting ones (nothing is marked)."""
+        been given yet; a page shorter than ``limit`` means the device has caught up (a connection of
+        a striped device: see :meth:`pending_page`). For a device that is not online: the oldest
+        waiting ones (nothing is marked)."""
+        return self.pending_page(device, now, limit, stripe=stripe)[0]
+
+    def pending_page(self, device: Jid, now: float, limit: int = 1000, *, stripe: int = 0) -> tuple[list[Node], bool]:
+        """:meth:`pending_for` for the connection of ``stripe``: the next page of its stripe's waiting
+        deliveries (of ``limit`` mailbox rows read, the other stripes' left for their connections),
+        and whether it has caught up (new deliveries are pushed to it at once from then on)."""
         if limit < 1:
             raise InvalidArgumentError("limit must be at least 1")
         with self._lock:
-            conn = self._online.get(device)
+            conn = self._online.get(device, {}).get(stripe)
             with self.db.transaction() as tx:
                 rows = tx.pending(str(device), now=now, after_seq=0 if conn is None else conn.cursor, limit=limit)
+            nodes = [decode_node(r.payload) for r in rows]
+            done = len(rows) < limit
             if conn is not None:
                 if rows:
                     conn.cursor = rows[-1].seq
-                conn.drained = len(rows) < limit
-            return [decode_node(r.payload) for r in rows]
+                conn.drained = done
+                if conn.stripes > 1:  # the others' rows stay for their own connections' cursors
+                    mine = Stripe(stripe, conn.stripes)
+                    nodes = [n for n in nodes if mine.owns_stanza(n)]
+            return nodes, done
 
     # ------------------------------------------------------------------ administration
     def remove_device(self, device: Jid, now: float) -> list[Out]:
@@ -226,8 +260,8 @@ class ChatService:
                     note = DevicesNotification(account, removed=(device,), key_index_list=None if kil is None else kil[0])
                     pushes = self._notify(tx, self._audience(tx, account, device), note, now)
             outs = []
-            if self._online.pop(device, None) is not None:
-                outs.append(Out(device, StreamError.device_removed().to_node()))
+            if self._online.pop(device, None):
+                outs.append(Out(device, StreamError.device_removed().to_node()))  # to each of its connections
             return outs + self._pushed(pushes)
 
     def expire(self, now: float) -> int:
@@ -237,17 +271,19 @@ class ChatService:
             return tx.expire(now=now)
 
     # ------------------------------------------------------------------ stanzas
-    def handle(self, device: Jid, node: Node, now: float) -> list[Out]:
-        """Handle one stanza from ``device`` (logged in): replies to it and stanzas for other online
-        devices, everything committed first. Never raises on a bad stanza (see the module docstring)."""
+    def handle(self, device: Jid, node: Node, now: float, *, stripe: int = 0) -> list[Out]:
+        """Handle one stanza from ``device``'s connection of ``stripe`` (logged in): replies to it (to
+        that connection) and stanzas for other online devices, everything committed first. Never
+        raises on a bad stanza (see the module docstring)."""
         with self._lock:
-            if device not in self._online:
-                raise InvalidArgumentError(f"{device} is not logged in")
+            if not self.is_online(device, stripe):
+                raise InvalidArgumentError(f"{device} is not logged in (stripe {stripe})")
             handler = self._HANDLERS.get(node.tag, ChatService._unknown)
             try:
-                return handler(self, device, node, now)
+                outs = handler(self, device, node, now)
             except InvalidMessageError as exc:
-                return self._bad_stanza(device, node, exc)
+                outs = self._bad_stanza(device, node, exc)
+            return [o._replace(stripe=stripe) if o.stripe < 0 else o for o in outs]
 
     def _bad_stanza(self, device: Jid, node: Node, exc: InvalidMessageError) -> list[Out]:
         sid = node.attrs.get("id")
@@ -604,10 +640,16 @@ class ChatService:
         """After the commit: what goes out at once, to online devices that have caught up."""
         outs = []
         for p in pushes:
-            conn = self._online.get(p.target)
+            conns = self._online.get(p.target)
+            if not conns:
+                continue
+            stripes = next(iter(conns.values())).stripes
+            chat = stanza_chat(p.node) if stripes > 1 else None
+            stripe = 0 if chat is None else stripe_of(chat, stripes)
+            conn = conns.get(stripe)
             if conn is not None and conn.drained:
                 conn.cursor = max(conn.cursor, p.seq)
-                outs.append(Out(p.target, p.node))
+                outs.append(Out(p.target, p.node, stripe))
         return outs
 
     @staticmethod

@@ -20,6 +20,7 @@ from wacrypto.store.dump import StoreDump
 from wacrypto.store.memory import MemoryKeyStore
 from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry, SentMessage, StoreInfo, Transaction
 from wacrypto.store.sql.engine import SqlKeyStore
+from wacrypto.whatsapp.stripes import Stripe
 
 __all__ = [
     "open_store",
@@ -47,6 +48,7 @@ async def open_store(
     lease_holder: str | None = None,
     lease: bool = False,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    lease_stripe: Stripe | None = None,
 ) -> MemoryKeyStore | SqlKeyStore:
     """Open (and create or migrate) the key store at ``url``.
 
@@ -56,7 +58,8 @@ async def open_store(
     ``?lanes=N``) is how many of them carry group-committed transactions, addresses striped over them. With ``lease=True`` (or a
     ``lease_holder`` name) the store takes the account's instance lease on open and raises
     :class:`~wacrypto.errors.InstanceConflictError` if another live instance holds it; run
-    ``store.heartbeat`` in a nursery to keep it. ``migrate=False`` refuses to touch an old schema.
+    ``store.heartbeat`` in a nursery to keep it; ``lease_stripe`` takes the lease of one stripe of the
+    account's conversations instead (a scale-out worker, :mod:`wacrypto.whatsapp.stripes`). ``migrate=False`` refuses to touch an old schema.
     """
     from wacrypto.store.sql.dialect import dialect_for
     from wacrypto.store.sql.url import parse_store_url
@@ -81,8 +84,8 @@ async def open_store(
     store = SqlKeyStore(d, key=at_rest, lanes=min(n, pool_size))
     try:
         await store._initialize(migrate_schema=migrate)
-        if lease or lease_holder is not None:
-            await store.acquire_lease(lease_holder, lease_seconds=lease_seconds)
+        if lease or lease_holder is not None or lease_stripe is not None:
+            await store.acquire_lease(lease_holder, lease_seconds=lease_seconds, stripe=lease_stripe)
     except BaseException:
         await store.aclose()
         raise

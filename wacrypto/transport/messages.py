@@ -53,6 +53,7 @@ MAX_STANZA_ID_LEN: Final = _limits.MAX_STANZA_ID_LEN
 MAX_USER_AGENT_LEN: Final = _limits.MAX_USER_AGENT_LEN
 MAX_ERROR_TEXT_LEN: Final = _limits.MAX_ERROR_TEXT_LEN
 MAX_USERNAME_LEN: Final = 64
+MAX_STRIPES: Final = _limits.MAX_STRIPES
 _MAX_UINT32: Final = 0xFFFFFFFF
 _MAX_UINT64: Final = (1 << 64) - 1
 
@@ -124,13 +125,17 @@ def decode_handshake(kind: HandshakeKind, data: bytes) -> NoiseMessage:
 @dataclass(frozen=True, slots=True)
 class ClientPayload:
     """What the client tells the server inside the handshake: its version and user agent, and the
-    account (``username`` at ``server``) and ``device`` it logs in as (empty: an anonymous relay client)."""
+    account (``username`` at ``server``) and ``device`` it logs in as (empty: an anonymous relay client),
+    and for a device served by several worker processes, the ``stripe`` of ``stripes`` of its chats this
+    connection serves (:mod:`wacrypto.whatsapp.stripes`; 0 of 1: all of them)."""
 
     version: tuple[int, int, int] = (0, 1, 0)
     user_agent: str = "wacrypto"
     username: str = ""
     server: str = ""
     device: int = 0
+    stripe: int = 0
+    stripes: int = 1
 
     def __post_init__(self) -> None:
         if len(self.version) != 3 or not all(0 <= v <= _MAX_UINT32 for v in self.version):
@@ -141,6 +146,8 @@ class ClientPayload:
             raise InvalidArgumentError("username or server too long")
         if not 0 <= self.device <= 0xFFFF:
             raise InvalidArgumentError("device is a number 0..65535")
+        if not (1 <= self.stripes <= MAX_STRIPES and 0 <= self.stripe < self.stripes):
+            raise InvalidArgumentError(f"stripe is 0..stripes-1 of stripes 1..{MAX_STRIPES}")
 
     def to_bytes(self) -> bytes:
         m = noise_pb2.ClientPayload(
@@ -153,6 +160,9 @@ class ClientPayload:
             m.username = self.username
             m.server = self.server
             m.device = self.device
+            if self.stripes > 1:
+                m.stripe = self.stripe
+                m.stripes = self.stripes
         out: bytes = m.SerializeToString(deterministic=True)
         return out
 
@@ -167,7 +177,7 @@ class ClientPayload:
             raise HandshakeError("client payload lacks a version")
         try:
             return cls((m.version_major, m.version_minor, m.version_patch), m.user_agent, m.username, m.server,
-                       m.device)
+                       m.device, m.stripe, m.stripes if m.HasField("stripes") else 1)
         except InvalidArgumentError as exc:
             raise HandshakeError(f"invalid client payload: {exc}") from None
 

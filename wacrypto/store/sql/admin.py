@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -96,8 +96,14 @@ def db_now(conn: Conn, dialect: Dialect) -> float:
 
 
 def read_info(conn: Conn, dialect: Dialect, rows: Rows, encrypted: bool) -> StoreInfo:
-    lease = conn.query("SELECT holder, token, expires_at FROM wa_lease WHERE id = 1")
+    from wacrypto.store.sql.lease import row_stripe
+
     now = db_now(conn, dialect)
+    live = {int(r[0]): {"holder": str(r[1]), "token": int(r[2]), "expires_in": float(r[3]) - now}
+            for r in conn.query("SELECT id, holder, token, expires_at FROM wa_lease") if float(r[3]) > now}
+    lease: dict[str, Any] | None = live.get(1)
+    if lease is None and live:  # the account served by stripes (scale-out): each one's lease
+        lease = {"stripes": {str(row_stripe(i)): v for i, v in sorted(live.items())}}
     return StoreInfo(
         backend=dialect.name,
         rows=rows.count_all(conn),
@@ -106,9 +112,7 @@ def read_info(conn: Conn, dialect: Dialect, rows: Rows, encrypted: bool) -> Stor
         url=dialect.url.redacted(),
         server=dialect.server_version,
         encrypted_at_rest=encrypted,
-        lease=None
-        if not lease or float(lease[0][2]) <= now
-        else {"holder": str(lease[0][0]), "token": int(lease[0][1]), "expires_in": float(lease[0][2]) - now},
+        lease=lease,
     )
 
 

@@ -54,6 +54,7 @@ from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import current_version, migrate
 from wacrypto.store.sql.sync import AddressLocks
 from wacrypto.store.sql.transaction import PrekeyClaims, SqlTransaction, addr_key
+from wacrypto.whatsapp.stripes import Stripe
 
 __all__ = ["SqlKeyStore", "SqlTransaction"]
 
@@ -154,14 +155,23 @@ class SqlKeyStore:
         return await self._admin.call(lambda conn: read_info(conn, d, rows, enc))
 
     # ------------------------------------------------------------------ lease
-    async def acquire_lease(self, holder: str | None = None, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> int:
-        """Become the one instance allowed to write this account.
+    async def acquire_lease(self, holder: str | None = None, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                            stripe: Stripe | None = None) -> int:
+        """Become the one instance allowed to write this account (``stripe``: the one worker of that
+        stripe of the account's conversations, :mod:`wacrypto.whatsapp.stripes`).
 
         Raises :class:`InstanceConflictError` (``holder`` names the live holder) when another instance
-        holds an unexpired lease. Returns the fencing token: every later commit checks it, so once another
-        instance takes over, this one gets :class:`LeaseLostError` instead of writing.
+        holds an unexpired lease of the same scope, or of another one that excludes it (the whole account
+        against any stripe, stripes of another count). Returns the fencing token: every later commit
+        checks it, so once another instance takes over, this one gets :class:`LeaseLostError` instead of
+        writing.
         """
-        return await self._lease.acquire(holder, lease_seconds=lease_seconds)
+        return await self._lease.acquire(holder, lease_seconds=lease_seconds, stripe=stripe)
+
+    @property
+    def lease_stripe(self) -> Stripe:
+        """What the lease covers (the whole account: ``Stripe(0, 1)``)."""
+        return self._lease.stripe
 
     @property
     def lease_holder(self) -> str | None:

@@ -1,0 +1,150 @@
+"""Scale-out: one device served by several worker connections, each for a stripe of its chats
+(wacrypto/whatsapp/stripes.py). chatd keeps a connection per stripe, delivers each message and
+receipt to the stripe of its chat (live and from the mailbox), server stanzas to stripe 0, replies to
+the connection that asked; a login with another stripe count replaces the device's connections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from test_service import NOW, Device, Net, message
+from wacrypto.errors import InvalidArgumentError
+from wacrypto.transport.messages import ClientPayload
+from wacrypto.whatsapp.jid import Jid
+from wacrypto.whatsapp.stanzas import Receipt, ack_for, prekey_count_query
+from wacrypto.whatsapp.stripes import Stripe, stanza_chat, stripe_of
+from wacrypto.wire.binary import Node
+
+ACCOUNT = "100@s.whatsapp.net"
+
+
+def peers_by_stripe(count: int, per: int = 2) -> dict[int, list[str]]:
+    """Peer accounts, ``per`` for each stripe of ``count``."""
+    out: dict[int, list[str]] = {i: [] for i in range(count)}
+    n = 0
+    while any(len(v) < per for v in out.values()):
+        user = f"2{n:05d}@s.whatsapp.net"
+        i = stripe_of(user, count)
+        if len(out[i]) < per:
+            out[i].append(user)
+        n += 1
+    return out
+
+
+class Striped(Net):
+    """The Net of test_service, with a device logged in as several stripes."""
+
+    def login_stripe(self, dev: Device, stripe: int, stripes: int, *, limit: int = 1000) -> list[Node]:
+        r = self.service.login(dev.jid.user, dev.jid.server, dev.jid.device, dev.static, self.now,
+                               stripe=stripe, stripes=stripes)
+        assert r.ok
+        got: list[Node] = []
+        while True:
+            nodes, done = self.service.pending_page(dev.jid, self.now, limit, stripe=stripe)
+            got += nodes
+            if done:
+                return got
+
+    def send_from(self, dev: Device, node: Node, stripe: int) -> list[tuple[Jid, int, Node]]:
+        return [(o.target, o.stripe, o.node) for o in self.service.handle(dev.jid, node, self.now, stripe=stripe)]
+
+
+@pytest.fixture
+def snet(tmp_path: Path) -> Striped:
+    return Striped(tmp_path / "chatd.db")
+
+
+def test_each_chat_goes_to_its_stripe_live_and_from_the_mailbox(snet: Striped) -> None:
+    a = Device.make(ACCOUNT)
+    peers = {i: [Device.make(u) for u in users] for i, users in peers_by_stripe(2).items()}
+    everyone = [p for ps in peers.values() for p in ps]
+    snet.register(a, *everyone)
+    for d in (a, *everyone):
+        snet.ack(d, snet.take(d))
+    snet.service.disconnected(a.jid)
+    # a is offline: one message from each peer waits in its mailbox
+    for p in everyone:
+        snet.one(p, message(f"w-{p.jid.user}", a.jid, a))
+    got0 = snet.login_stripe(a, 0, 2, limit=1)  # (pages of one row: the other stripe's are skipped, not lost)
+    assert sorted(n.attrs["from"] for n in got0) == sorted(str(p.jid) for p in peers[0])
+    got1 = snet.login_stripe(a, 1, 2)
+    assert sorted(n.attrs["from"] for n in got1) == sorted(str(p.jid) for p in peers[1])
+    # live: each stripe gets its peers' messages, and only those
+    for i, ps in peers.items():
+        for p in ps:
+            outs = [(t, s) for t, s, n in snet.send_from(p, message(f"l-{p.jid.user}", a.jid, a), 0) if t == a.jid]
+            assert outs == [(a.jid, i)]
+    # a stripe's replies go to it; what it sends reaches the peer, whose receipt comes back to that stripe
+    p1 = peers[1][0]
+    replies = snet.send_from(a, message("out1", p1.jid, p1), 1)
+    assert [(t, s, n.tag) for t, s, n in replies if t == a.jid] == [(a.jid, 1, "ack")]
+    (delivered,) = [n for t, _, n in replies if t == p1.jid]
+    receipt = Receipt((delivered.attrs["id"],), str(a.jid.user_jid())).to_node()
+    back = [(t, s, n.tag) for t, s, n in snet.send_from(p1, receipt, 0) if t == a.jid]
+    assert back == [(a.jid, 1, "receipt")]
+    # an iq from stripe 1 is answered on stripe 1; the acks of stripe 0's messages end them for good
+    (count,) = snet.send_from(a, prekey_count_query("c1"), 1)
+    assert count[:2] == (a.jid, 1) and count[2].attrs["type"] == "result"
+    for n in got0:
+        assert snet.send_from(a, ack_for(n).to_node(), 0) == []
+    again0 = snet.login_stripe(a, 0, 2)  # stripe 0 reconnects: its acked ones are gone, the live ones wait
+    assert sorted(n.attrs["id"] for n in again0) == sorted(f"l-{p.jid.user}" for p in peers[0])
+
+
+def test_a_login_of_another_stripe_count_replaces_the_device(snet: Striped) -> None:
+    a = Device.make(ACCOUNT)
+    b = Device.make(peers_by_stripe(2)[1][0])
+    snet.register(a, b)
+    snet.ack(b, snet.take(b))
+    snet.service.disconnected(a.jid)
+    snet.login_stripe(a, 0, 2)
+    snet.login_stripe(a, 1, 2)
+    assert snet.service.is_online(a.jid, 0) and snet.service.is_online(a.jid, 1)
+    r = snet.service.login(a.jid.user, a.jid.server, 0, a.static, NOW)  # one instance for all again
+    assert r.ok and r.replaced
+    assert snet.service.is_online(a.jid, 0) and not snet.service.is_online(a.jid, 1)
+    with pytest.raises(InvalidArgumentError):
+        snet.service.handle(a.jid, prekey_count_query("c2"), NOW, stripe=1)
+    snet.service.pending_page(a.jid, NOW, stripe=0)
+    outs = snet.send_from(b, message("m1", a.jid, a), 0)
+    assert [(t, s) for t, s, _ in outs if t == a.jid] == [(a.jid, 0)]  # unstriped: stripe 0 gets it all
+    for bad in [(2, 2), (0, 0), (0, 65)]:
+        with pytest.raises(InvalidArgumentError):
+            snet.service.login(a.jid.user, a.jid.server, 0, a.static, NOW, stripe=bad[0], stripes=bad[1])
+
+
+def test_stanza_chat_names_the_conversation() -> None:
+    assert stanza_chat(Node("message", {"from": "5:3@s.whatsapp.net", "id": "x"})) == "5@s.whatsapp.net"
+    assert stanza_chat(Node("message", {"from": "12-34@g.us", "participant": "5@s.whatsapp.net"})) == "12-34@g.us"
+    assert stanza_chat(Node("receipt", {"from": "7@lid"})) == "7@lid"
+    assert stanza_chat(Node("notification", {"from": "s.whatsapp.net", "type": "encrypt"})) is None
+    assert stanza_chat(Node("notification", {"from": "9@s.whatsapp.net", "type": "devices"})) == "9@s.whatsapp.net"
+    assert stanza_chat(Node("iq", {"from": "9@s.whatsapp.net"})) is None
+    assert stanza_chat(Node("message", {"from": "not a jid"})) is None
+    assert stanza_chat(Node("message", {})) is None
+    assert Stripe.parse("3/4") == Stripe(3, 4) and str(Stripe(3, 4)) == "3/4"
+    for bad in ("4/4", "1", "a/b", "-1/2", "0/0", "0/65"):
+        with pytest.raises(InvalidArgumentError):
+            Stripe.parse(bad)
+
+
+@given(st.integers(1, 64), st.lists(st.integers(0, 10**12), min_size=1, max_size=30))
+def test_every_chat_belongs_to_exactly_one_stripe(count: int, users: list[int]) -> None:
+    stripes = [Stripe(i, count) for i in range(count)]
+    for u in users:
+        for chat in (f"{u}@s.whatsapp.net", f"{u}:7@s.whatsapp.net", f"{u}-1@g.us"):
+            owners = [s for s in stripes if s.owns(chat)]
+            assert len(owners) == 1 and owners[0].index == stripe_of(chat, count)
+        assert stripe_of(f"{u}:7@s.whatsapp.net", count) == stripe_of(f"{u}@s.whatsapp.net", count)  # per account
+
+
+@given(st.integers(1, 64).flatmap(lambda n: st.tuples(st.integers(0, n - 1), st.just(n))))
+def test_the_client_payload_carries_the_stripe(stripe: tuple[int, int]) -> None:
+    p = ClientPayload(username="100", server="s.whatsapp.net", stripe=stripe[0], stripes=stripe[1])
+    assert ClientPayload.from_bytes(p.to_bytes()) == p
+    with pytest.raises(InvalidArgumentError):
+        ClientPayload(username="100", stripe=stripe[1], stripes=stripe[1])
