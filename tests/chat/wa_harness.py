@@ -81,7 +81,8 @@ async def _new_device(tmp: Path, user: str, device: int = 0, server: str = "s.wh
 
 @asynccontextmanager
 async def running(d: Device, chatd: Chatd, **kwargs: Any) -> AsyncIterator[Running]:
-    store = await open_store(d.url)
+    """A messenger of ``d`` (``kwargs``: WaMessenger's; with a ``stripe``, its store holds that stripe's lease)."""
+    store = await open_store(d.url, lease_stripe=kwargs.get("stripe"))
     try:
         async with open_wa_messenger(store, _config(d, chatd.port), d.jid, **kwargs) as m, trio.open_nursery() as n:
             r = Running(m, store)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from test_service import NOW, Device, Net, message
 from wacrypto.errors import InvalidArgumentError
+from wacrypto.testing.stripes import chats_by_stripe
 from wacrypto.transport.messages import ClientPayload
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.whatsapp.stanzas import Receipt, ack_for, prekey_count_query
@@ -24,15 +25,7 @@ ACCOUNT = "100@s.whatsapp.net"
 
 def peers_by_stripe(count: int, per: int = 2) -> dict[int, list[str]]:
     """Peer accounts, ``per`` for each stripe of ``count``."""
-    out: dict[int, list[str]] = {i: [] for i in range(count)}
-    n = 0
-    while any(len(v) < per for v in out.values()):
-        user = f"2{n:05d}@s.whatsapp.net"
-        i = stripe_of(user, count)
-        if len(out[i]) < per:
-            out[i].append(user)
-        n += 1
-    return out
+    return chats_by_stripe(count, per, "2{:05d}@s.whatsapp.net")
 
 
 class Striped(Net):

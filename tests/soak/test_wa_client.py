@@ -100,3 +100,71 @@ async def test_send_burst_receive_handled_pending_and_a_restart(tmp_path: Path) 
             for c in (a, b, chatd):
                 c.kill_now()
         nursery.cancel_scope.cancel()
+
+
+async def test_stripe_workers(tmp_path: Path) -> None:
+    """``--stripe``: stripe 1 refuses to start on a store without an account; a second worker for a
+    live stripe is refused by the lease; the two workers each serve their own chats only."""
+    from wacrypto.whatsapp.stripes import stripe_of
+
+    trust = init_chatd_keys(tmp_path / "keys")
+    port = free_port()
+    store, key = f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "a.key"
+    lines: dict[str, list[Line]] = {}
+    changed = trio.Event()
+
+    def on_line(child: Child, lifetime: int, obj: Line) -> None:
+        nonlocal changed
+        lines.setdefault(child.name, []).append(obj)
+        changed.set()
+
+    async def until(name: str, pred: object) -> Line:
+        nonlocal changed
+        assert callable(pred)
+        with trio.fail_after(30):
+            while True:
+                for o in lines.get(name, []):
+                    if pred(o):
+                        return o
+                changed = trio.Event()
+                await changed.wait()
+
+    def worker(stripe: str) -> list[str]:
+        return wa_client_argv([(A, store, key)], trust, port, "--stripe", stripe)
+
+    early = subprocess.run(worker("1/2"), capture_output=True, text=True, env=cli_env(), timeout=60, stdin=subprocess.DEVNULL)
+    assert early.returncode != 0 and "start the worker of stripe 0/2 first" in early.stderr
+    chatd = Child("chatd", chatd_argv(tmp_path / "keys", tmp_path / "chatd.db", port), tmp_path / "chatd.log", on_line)
+    a0 = Child("A0", worker("0/2"), tmp_path / "a0.log", on_line)
+    a1 = Child("A1", worker("1/2"), tmp_path / "a1.log", on_line)
+    b = Child("B", wa_client_argv([(B, f"sqlite:///{tmp_path / 'b.db'}", tmp_path / "b.key")], trust, port),
+              tmp_path / "b.log", on_line)
+    owner, other = ("A1", "A0") if stripe_of(B, 2) else ("A0", "A1")
+    async with trio.open_nursery() as nursery:
+        try:
+            await chatd.start(nursery)
+            await until("chatd", lambda o: o.get("event") == "listening")
+            await a0.start(nursery)
+            await until("A0", lambda o: o.get("ready") == A)
+            twin = subprocess.run(worker("0/2"), capture_output=True, text=True, env=cli_env(), timeout=60,
+                                  stdin=subprocess.DEVNULL)
+            assert twin.returncode != 0 and "stripe 0/2 is in use" in twin.stderr
+            for c in (a1, b):
+                await c.start(nursery)
+            await until("A1", lambda o: o.get("ready") == A and True)
+            assert (await until("A1", lambda o: "started" in o))["stripe"] == "1/2"
+            await until("B", lambda o: o.get("ready") == B)
+            await {"A0": a0, "A1": a1}[other].send({"cmd": "send", "to": B, "text": "n|no", "key": "n"})
+            failed = await until(other, lambda o: o.get("failed") == "n")
+            assert failed["error"] == "InvalidArgumentError"
+            await {"A0": a0, "A1": a1}[owner].send({"cmd": "send", "to": B, "text": "y|yes", "key": "y"})
+            await until("B", lambda o: o.get("text") == "y|yes")
+            await b.send({"cmd": "send", "to": A, "text": "r|reply", "key": "r"})
+            await until(owner, lambda o: "handled" in o)
+            assert not any("received" in o for o in lines.get(other, []))
+            for c in (a0, a1, b):
+                await c.quit()
+        finally:
+            for c in (a0, a1, b, chatd):
+                c.kill_now()
+        nursery.cancel_scope.cancel()

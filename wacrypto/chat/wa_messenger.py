@@ -27,6 +27,13 @@
 * **identity changes**: with ``identity_policy="accept"`` a changed identity key is trusted and a
   :class:`IdentityChanged` event carries the new safety number; with ``"refuse"`` the messages of
   that sender wait (unacknowledged, so the server keeps them) until :meth:`accept_identity`.
+* **scale-out** (``stripe``, :mod:`wacrypto.whatsapp.stripes`): one device served by several worker
+  processes on one shared store, each a WaMessenger of one stripe of the chats. It logs in as that
+  stripe (chatd delivers it that stripe's chats only), sends only in its own chats (another one's is
+  an :class:`InvalidArgumentError` naming the right stripe), reads and resends its own chats' outbox
+  rows, and leaves what concerns the whole account (prekeys, key digest, signed prekey rotation,
+  pruning) to stripe 0. Give each worker's store the lease of its stripe
+  (``open_store(..., lease_stripe=stripe)``).
 """
 
 from __future__ import annotations
@@ -94,6 +101,7 @@ from wacrypto.whatsapp.devices import participant_hash
 from wacrypto.whatsapp.jid import LID_SERVER, USER_SERVER, Jid
 from wacrypto.whatsapp.prekeys import PrekeyUploader, prekeys_to_upload
 from wacrypto.whatsapp.retry import RetryKeys, RetryReceipt, ResendAction, decide_resend, next_retry
+from wacrypto.whatsapp.stripes import Stripe, stripe_of
 from wacrypto.whatsapp.stanzas import (
     SERVER,
     DeviceBundle,
@@ -317,6 +325,7 @@ class WaMessenger:
         rng: Rng = system_rng,
         clock: Callable[[], float] = time.time,
         metrics: MessengerMetrics | None = None,
+        stripe: Stripe | None = None,
     ) -> None:
         if identity_policy not in ("accept", "refuse"):
             raise InvalidArgumentError("identity_policy is 'accept' or 'refuse'")
@@ -325,6 +334,10 @@ class WaMessenger:
         self.store = store
         self.client = client
         self.me = me
+        self.stripe = stripe if stripe is not None else Stripe()
+        if not isinstance(self.stripe, Stripe):
+            raise InvalidArgumentError("stripe is a wacrypto.whatsapp.stripes.Stripe")
+        self._mine: Callable[[str], bool] | None = None if self.stripe.whole else self.stripe.owns
         self.identity_policy = identity_policy
         self.sent_retention = sent_retention
         self.signed_prekey_max_age = signed_prekey_max_age
@@ -400,6 +413,7 @@ class WaMessenger:
         chat = chat.user_jid()
         if chat.is_group:
             raise InvalidArgumentError("group messages: use send_group")
+        self._check_stripe(chat)
         mid = message_id or uuid.uuid4().hex[:20].upper()
         # the devices from the cached lists; whether each has a session is seen in the commit's
         # transaction (one transaction for a steady conversation), bundles fetched only for those without
@@ -422,6 +436,11 @@ class WaMessenger:
         if not targets:
             raise InvalidArgumentError(f"{chat} has no device we can encrypt to")
         raise NoSessionError(f"the sessions with {chat}'s devices went missing again each time they were started")
+
+    def _check_stripe(self, chat: Jid) -> None:
+        if not self.stripe.owns(chat):
+            raise InvalidArgumentError(f"{chat} belongs to stripe {stripe_of(chat, self.stripe.count)} of "
+                                       f"{self.stripe.count}; this worker serves stripe {self.stripe.index}")
 
     def _opening_lock(self, chat: str) -> trio.Lock:
         return self._opening.setdefault(chat, trio.Lock())
@@ -577,6 +596,7 @@ class WaMessenger:
             content = wamsg.Content(text=content)
         if not group.is_group:
             raise InvalidArgumentError("send_group needs a group JID")
+        self._check_stripe(group)
         mid = message_id or uuid.uuid4().hex[:20].upper()
         info = await self.group_info(group)
         me_user = self.me.user_jid()
@@ -695,8 +715,11 @@ class WaMessenger:
         return " ".join(fp.display_groups())
 
     async def pending(self) -> int:
+        """Sent messages the server has not acknowledged yet (a striped worker: of its own chats)."""
         async with self.store.transaction() as tx:
-            return await tx.count_outbox()
+            if self._mine is None:
+                return await tx.count_outbox()
+            return len(await tx.outbox_list(limit=1 << 30, chats=self._mine))
 
     async def health(self) -> WaHealth:
         """Connection state, outbox depth and oldest age, prekeys left, retry counts (also the
@@ -1075,9 +1098,14 @@ class WaMessenger:
         lid = success.attrs.get("lid")
         if lid and self.me.server == USER_SERVER:
             try:
-                await self.learn_lid(self.me, Jid.parse(lid))
+                await self.learn_lid(self.me, Jid.parse(lid))  # (every stripe: the first to come moves the state)
             except PeerError:
                 pass  # a malformed LID from the server: keep the phone-number addresses
+        if not self.stripe.account_wide:  # the account's keys and housekeeping are stripe 0's
+            self._logged_in.set()
+            self._reload = True
+            self._flush_wake.set()
+            return
         try:
             uploads = self.prekey_uploads
             await self._check_prekeys()
@@ -1121,7 +1149,7 @@ class WaMessenger:
                 self._resend_at = None
                 self._reload = self._more_in_outbox = False
                 async with self.store.transaction() as tx:
-                    rows = await tx.outbox_list(limit=OUTBOX_BATCH)
+                    rows = await tx.outbox_list(limit=OUTBOX_BATCH, chats=self._mine)
                 more = len(rows) == OUTBOX_BATCH  # more behind these: read on once some of these went
                 stored: list[tuple[str, bytes]] = []
                 damaged: list[tuple[str, bytes]] = []
@@ -1631,7 +1659,9 @@ async def open_wa_messenger(store: KeyStore, config: ChatClientConfig, me: Jid, 
     :class:`WaMessenger` on it until the block ends; ``options`` are :class:`WaMessenger`'s keyword
     arguments. The store stays the caller's to close."""
     p = config.client_payload
-    cfg = dataclasses.replace(config, client_payload=ClientPayload(p.version, p.user_agent, me.user, me.server, me.device))
+    stripe = options.get("stripe") or Stripe()
+    cfg = dataclasses.replace(config, client_payload=ClientPayload(p.version, p.user_agent, me.user, me.server, me.device,
+                                                                   stripe.index, stripe.count))
     async with open_chat_client(cfg) as client, trio.open_nursery() as nursery:
         m = WaMessenger(store, client, me, **options)
         await nursery.start(m.run)

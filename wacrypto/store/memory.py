@@ -212,8 +212,10 @@ class MemoryTransaction:
         for mid in message_ids:
             self._put("outbox", mid, _DELETED)
 
-    async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]:
+    async def outbox_list(self, limit: int = 1000, *, chats: Callable[[str], bool] | None = None) -> list[OutboxEntry]:
         entries = [self._get("outbox", k) for k in self._keys("outbox")]
+        if chats is not None:
+            entries = [e for e in entries if chats(e.address)]
         entries.sort(key=lambda e: (e.created_at, e.message_id))
         return entries[:limit]
 

@@ -14,7 +14,7 @@ checks an implementation kind by kind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -184,7 +184,9 @@ class Transaction(Protocol):
     async def outbox_remove(self, message_id: str) -> bool: ...
     async def outbox_discard(self, message_ids: Sequence[str]) -> None:
         """Remove these outbox entries, whether or not they are there (no read: acks in bulk)."""
-    async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]: ...
+    async def outbox_list(self, limit: int = 1000, *, chats: Callable[[str], bool] | None = None) -> list[OutboxEntry]:
+        """The oldest ``limit`` entries (by commit time, then id); ``chats``: only those whose
+        ``address`` (the chat) it accepts (a scale-out worker reads its stripe's)."""
     async def count_outbox(self) -> int: ...
 
     # -- session health on WhatsApp: sent plaintexts, retry counters, PN -> LID

@@ -4,6 +4,7 @@
 - :func:`chat_pair`, :func:`pump`, :func:`handshake`: connected sans-I/O chat connections.
 - :class:`ChatdProcess`: the reference chatd in a subprocess, to SIGKILL and restart.
 - :func:`check_key_store`: the key-store contract suite, runnable against any ``KeyStore``.
+- :func:`~wacrypto.testing.stripes.chats_by_stripe`: chats picked so that each stripe of a device has its share.
 
 Nothing here is needed in production; it is imported only by tests.
 """

@@ -258,6 +258,32 @@ async def _received_and_outbox(store: KeyStore, factory: StoreFactory) -> None:
 
 
 @_check
+async def _outbox_of_some_chats(store: KeyStore, factory: StoreFactory) -> None:
+    """outbox_list(chats=...): a scale-out worker's share, oldest first, read past many others' rows
+    (more than one page of them), this transaction's own writes and removals included."""
+    mine, theirs = "1@s.whatsapp.net", "2@s.whatsapp.net"
+    async with store.transaction() as tx:
+        for i in range(1200):
+            await tx.outbox_put(OutboxEntry(f"t{i:04d}", theirs, 2, b"x", 1.0 + i / 1000))
+        await tx.outbox_put(OutboxEntry("late", mine, 2, b"l", 9.0))
+        await tx.outbox_put(OutboxEntry("tie-b", mine, 2, b"b", 1.0))
+        await tx.outbox_put(OutboxEntry("tie-a", theirs, 2, b"a", 1.0))
+    want = (lambda chat: chat == mine)
+    async with store.transaction() as tx:
+        _eq([e.message_id for e in await tx.outbox_list(chats=want)], ["tie-b", "late"], "outbox_list(chats=) order")
+        _eq([e.message_id for e in await tx.outbox_list(limit=1, chats=want)], ["tie-b"], "outbox_list(limit=1, chats=)")
+        await tx.outbox_put(OutboxEntry("new", mine, 2, b"n", 5.0))
+        await tx.outbox_put(OutboxEntry("new-theirs", theirs, 2, b"n", 5.0))
+        await tx.outbox_remove("tie-b")
+        _eq([e.message_id for e in await tx.outbox_list(chats=want)], ["new", "late"],
+            "outbox_list(chats=) with this transaction's writes")
+        _eq(len(await tx.outbox_list(limit=5000, chats=lambda c: c == theirs)), 1202, "the other chats' share")
+    async with store.transaction() as tx:
+        _eq([e.message_id for e in await tx.outbox_list(chats=want)], ["new", "late"], "outbox_list(chats=) committed")
+        _eq([e.message_id for e in await tx.outbox_list(limit=2)], ["t0000", "tie-a"], "outbox_list unfiltered (by time, then id)")
+
+
+@_check
 async def _counts(store: KeyStore, factory: StoreFactory) -> None:
     """count_outbox, count_sessions, count_prekeys, count_available_prekeys, in and after a transaction."""
     async with store.transaction() as tx:

@@ -18,6 +18,8 @@ from wacrypto.store.protocols import LocalIdentity, OutboxEntry, SentMessage
 from wacrypto.store.sql.dialect import Conn, Dialect
 from wacrypto.store.sql.schema import ACCOUNT_TABLES
 
+_OUTBOX_PAGE: Final = 500  # outbox rows read at a time when only some chats' are wanted
+
 __all__ = ["Rows", "DELETED", "HANDED", "row_key", "COUNT_NAMES"]
 
 DELETED: Final = object()
@@ -224,13 +226,23 @@ class Rows:
             return None
         return self.open("wa_prekey", _idb(prekey_id), r[0][0])
 
-    def outbox_first(self, conn: Conn, limit: int) -> list[OutboxEntry]:
-        rows = conn.query(
-            "SELECT kh, message_id, address, msg_type, body, created_at FROM wa_outbox"
-            " ORDER BY created_at, message_id LIMIT ?",
-            [limit],
-        )
-        return [self._outbox_row(bytes(r[0]), r[1:]) for r in rows]
+    def outbox_first(self, conn: Conn, limit: int, chats: Callable[[str], bool] | None = None) -> list[OutboxEntry]:
+        """The oldest ``limit`` entries; ``chats``: of the chats it accepts (read on, a page at a time,
+        past the others: a striped worker's outbox shares the table with the other stripes')."""
+        sql = "SELECT kh, message_id, address, msg_type, body, created_at FROM wa_outbox"
+        order = " ORDER BY created_at, message_id LIMIT ?"
+        if chats is None:
+            return [self._outbox_row(bytes(r[0]), r[1:]) for r in conn.query(sql + order, [limit])]
+        out: list[OutboxEntry] = []
+        page = max(limit, _OUTBOX_PAGE)
+        rows = conn.query(sql + order, [page])
+        while True:
+            out += [self._outbox_row(bytes(r[0]), r[1:]) for r in rows if chats(bytes(r[2]).decode())]
+            if len(out) >= limit or len(rows) < page:
+                return out[:limit]
+            at, mid = float(rows[-1][5]), bytes(rows[-1][1])
+            rows = conn.query(sql + " WHERE created_at > ? OR (created_at = ? AND message_id > ?)" + order,
+                              [at, at, mid, page])
 
     def prunable(self, conn: Conn, table: str, before: float) -> list[Any]:
         """Keys of the rows ``prune_received`` / ``sent_prune`` / ``retry_prune`` delete."""

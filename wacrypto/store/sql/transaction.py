@@ -331,14 +331,15 @@ class SqlTransaction:
         for mid in message_ids:
             self._put("outbox", mid, DELETED)
 
-    async def outbox_list(self, limit: int = 1000) -> list[OutboxEntry]:
-        pending = {k: v for (t, k), v in self.overlay.items() if t == "outbox"}
+    async def outbox_list(self, limit: int = 1000, *, chats: Callable[[str], bool] | None = None) -> list[OutboxEntry]:
+        pending = {k: v for (t, k), v in self.overlay.items() if t == "outbox"
+                   and (chats is None or v is DELETED or chats(v.address))}
         base: list[OutboxEntry] = []
         if not self.wiped:
             rows = self._rows
             lane = self._lane
             n = limit + sum(1 for v in pending.values() if v is DELETED)
-            base = await lane.call(lambda: lane.t_read(lambda c: rows.outbox_first(c, n)))
+            base = await lane.call(lambda: lane.t_read(lambda c: rows.outbox_first(c, n, chats)))
         entries = {e.message_id: e for e in base if e.message_id not in pending}
         entries.update({k: v for k, v in pending.items() if v is not DELETED})
         out = sorted(entries.values(), key=lambda e: (e.created_at, e.message_id))

@@ -5,6 +5,13 @@ Each ``--jid`` runs with the ``--store`` and ``--key`` at the same position (rep
 several devices in one process). The account is created in its store on the first run; the
 device registers itself with the chatd (``wacrypto chatd run --database``) on its first login.
 
+Scale-out: ``--stripe I/N`` makes this process the worker of stripe I of N of its device's chats
+(:mod:`wacrypto.whatsapp.stripes`), N processes sharing one store (PostgreSQL): each takes its
+stripe's lease in the store (exits with an error while another live worker holds it: after a crash,
+until its lease expires, unless the new process gives the same ``--lease-holder``), logs in as
+that stripe, and sends only in its own chats (a send to another stripe's chat is ``failed`` with
+``InvalidArgumentError``). The account is created by stripe 0 only: start it first.
+
 Commands (stdin), each one JSON object per line:
 
 * ``{"cmd": "send", "to": JID, "text": TEXT, "key": KEY [, "from": JID]}``: ``send_text``; prints
@@ -77,13 +84,14 @@ from wacrypto.errors import InvalidArgumentError, NetworkError, PeerError, Trans
 from wacrypto.media.client import MediaClient
 from wacrypto.primitives.keys import KeyPair
 from wacrypto.session import account
-from wacrypto.store import open_store
+from wacrypto.store import SqlKeyStore, open_store
 from wacrypto.store.protocols import KeyStore
 from wacrypto.tools.cli.chatd import _load_or_create_key, _ports, _positive
 from wacrypto.tools.cli.common import CliUsageError, store_url
 from wacrypto.transport.chat_connection import KeepaliveSettings
 from wacrypto.whatsapp import message as wamsg
 from wacrypto.whatsapp.jid import Jid
+from wacrypto.whatsapp.stripes import Stripe
 
 __all__ = ["SendFn", "emit", "json_lines", "register", "serve_commands"]
 
@@ -138,23 +146,36 @@ class _Device:
     media: MediaClient | None = None  # --media-url: chatd's media endpoint
 
 
-async def _open_account(url: str, pool_size: int) -> tuple[KeyStore, bool]:
-    """The store at ``url``, its account created if it has none yet (True then)."""
-    store: KeyStore = await open_store(url, pool_size=pool_size)
-    async with store.transaction() as tx:
-        created = await tx.get_local_identity() is None
-    if created:
-        await account.create_account(store, prekeys=0)
+async def _open_account(url: str, pool_size: int, stripe: Stripe | None = None,
+                        holder: str | None = None) -> tuple[KeyStore, bool]:
+    """The store at ``url`` (holding the lease of ``stripe``, if given), its account created if it has
+    none yet (True then; a worker of a stripe other than 0 never creates it)."""
+    if stripe is not None and url.startswith("memory:"):
+        raise CliUsageError("--stripe needs a store the workers share (PostgreSQL, MySQL or SQLite)")
+    store: KeyStore = await open_store(url, pool_size=pool_size, lease_stripe=stripe, lease_holder=holder)
+    try:
+        async with store.transaction() as tx:
+            created = await tx.get_local_identity() is None
+        if created and stripe is not None and not stripe.account_wide:
+            raise CliUsageError(f"the store has no account yet; start the worker of stripe 0/{stripe.count} first")
+        if created:
+            await account.create_account(store, prekeys=0)
+    except BaseException:
+        await store.aclose()
+        raise
     return store, created
 
 
 async def _run_device(dev: _Device, config: ChatClientConfig, args: argparse.Namespace) -> None:
     me = str(dev.jid)
-    store, created = await _open_account(dev.url, args.pool_size)
-    emit({"started": me, "created": created, "pid": os.getpid()})
+    stripe: Stripe | None = args.stripe
+    store, created = await _open_account(dev.url, args.pool_size, stripe, args.lease_holder)
+    emit({"started": me, "created": created, "pid": os.getpid()} | ({} if stripe is None else {"stripe": str(stripe)}))
     try:
-        async with open_wa_messenger(store, config, dev.jid, iq_timeout=args.iq_timeout) as m, \
+        async with open_wa_messenger(store, config, dev.jid, iq_timeout=args.iq_timeout, stripe=stripe) as m, \
                 trio.open_nursery() as nursery:
+            if isinstance(store, SqlKeyStore) and store.lease_token is not None:
+                await nursery.start(store.heartbeat)  # (LeaseLostError ends the process: another took the stripe)
             dev.m = m
             dev.running.set()
             nursery.start_soon(_report_logins, dev)
@@ -435,6 +456,8 @@ def _cmd_wa_client(args: argparse.Namespace) -> int:
         devices.append(_Device(parsed, url, _load_or_create_key(Path(key))))
     if len({d.jid for d in devices}) != len(devices):
         raise CliUsageError("each --jid once")
+    if args.stripe is not None and len(devices) != 1:
+        raise CliUsageError("--stripe serves one device: give one --jid")
     keepalive = KeepaliveSettings(interval=args.ping_interval, jitter=min(args.ping_interval / 4, 1.0),
                                   deadline=args.ping_deadline, dead_socket=args.ping_interval + args.ping_deadline)
 
@@ -475,6 +498,13 @@ def _cmd_wa_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stripe(text: str) -> Stripe:
+    try:
+        return Stripe.parse(text)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("wa-client", help="WhatsApp-style devices on a chatd, driven by JSON lines (stdin/stdout)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -496,4 +526,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--media-url", help="chatd's media endpoint (chatd run --media-port; its listening line's "
                                        "media_url): files are sent, and received media downloaded, through it")
     p.add_argument("--receipts", action="store_true", help="also report receipts")
+    p.add_argument("--stripe", type=_stripe, help="scale-out: serve stripe I/N of the device's chats (one --jid; its "
+                                                 "store shared with the other stripes' workers, stripe 0 started first)")
+    p.add_argument("--lease-holder", help="take the lease of the account (of the stripe, with --stripe) under "
+                                          "this name (default with --stripe: host, pid and a random part); a process "
+                                          "of the same name takes it over at once")
     p.set_defaults(func=_cmd_wa_client)
