@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import Child, Line, Proxy, chatd_argv, init_chatd_keys, pg_databases, wa_client_argv  # noqa: E402
 
 from wacrypto.testing.chatd_process import free_port  # noqa: E402
+from wacrypto.whatsapp.stripes import stripe_of  # noqa: E402
 
 
 # --------------------------------------------------------------------------- configuration
@@ -68,6 +69,7 @@ class SoakConfig:
     group_share: float = 0.15  # of the messages issued, the share sent to the group
     media_share: float = 0.05  # of the 1:1 messages issued, the share that are images (1-64 KiB, chatd's media endpoint)
     store: str = "sqlite"  # the clients' key stores: sqlite or postgresql
+    stripes: int = 0  # >= 2: one more account, its device served by this many --stripe worker processes (scale-out)
     drain_timeout: float = 180.0  # hang guard of the drain and final phases (not a performance target)
     keep: bool = False  # keep the work folder (logs, stores, chatd database)
 
@@ -234,13 +236,13 @@ class Ledger:
             return
         self.msgs[key].handled = True
 
-    def open_receipts(self, current: dict[str, tuple[str, int]]) -> list[str]:
-        """Keys received in their recipient's current lifetime and not handled yet."""
+    def open_receipts(self, current: dict[str, set[tuple[str, int]]]) -> list[str]:
+        """Keys received in a current lifetime of a process of their recipient and not handled yet."""
         out = []
         for m in self.msgs.values():
             if m.received and not m.handled:
-                cur = current.get(m.to)
-                if cur is not None and any((r.child, r.lifetime) == cur for r in m.received):
+                cur = current.get(m.to, set())
+                if any((r.child, r.lifetime) in cur for r in m.received):
                     out.append(m.key)
         return out
 
@@ -309,11 +311,12 @@ class Soak:
                            work / "chatd.log", self._chatd_line)
         self._listening = trio.Event()
         self.proxy = Proxy(self.chatd_port, rng=self.rng.randrange)
-        self.device_of: dict[str, Child] = {}  # device JID -> its process
+        self.device_of: dict[str, Child] = {}  # device JID -> its process (a striped device: stripe 0's)
         self.devices: list[str] = []
         self.children: list[Child] = []
-        self.ready: dict[str, int] = {}  # device -> lifetime of its process in which it last logged in
-        self.pending: dict[str, int] = {}
+        self.served: dict[str, list[str]] = {}  # process name -> the devices it serves
+        self.ready: dict[tuple[str, str], int] = {}  # (process, device) -> lifetime in which it last logged in
+        self.pending: dict[tuple[str, str], int] = {}
         self._pending_event = trio.Event()
         self._changed = trio.Event()
         self.events: dict[str, int] = {k: 0 for k in (*_EVENTS, "errors", "logins")}
@@ -336,11 +339,32 @@ class Soak:
             for jid, _, _ in devs:
                 self.device_of[jid] = child
             self.children.append(child)
+            self.served[child.name] = [jid for jid, _, _ in devs]
+        self.striped: str | None = None  # the device served by stripe workers
+        self.workers: list[Child] = []
+        self.by_worker: dict[str, dict[str, int]] = {}  # worker -> sent / received lines, SIGKILLs
+        if cfg.stripes >= 2:
+            self.striped = "15559990001@s.whatsapp.net"
+            url, key = next(urls), work / "striped.key"
+            for i in range(cfg.stripes):  # a restarted worker has the same --lease-holder: it takes over at once
+                w = Child(f"stripe{i}", wa_client_argv([(self.striped, url, key)], self.trust, 0, *self._client_flags(),
+                                                       "--media-url", f"http://127.0.0.1:{self.media_port}",
+                                                       "--stripe", f"{i}/{cfg.stripes}", "--lease-holder", f"soak-{i}"),
+                          work / f"stripe{i}.log", self._client_line)
+                self.workers.append(w)
+                self.children.append(w)
+                self.by_worker[w.name] = {"sent": 0, "received": 0, "kills": 0}
+                self.served[w.name] = [self.striped]
+            self.devices.append(self.striped)
+            self.device_of[self.striped] = self.workers[0]
         self.convs = conversations(self.devices)
         self.partners: dict[str, list[str]] = {d: [] for d in self.devices}
         # the group: one device of each client process first (so that every kind of kill hits it)
-        spread = [d for i in range(cfg.devices) for d in self.devices[i::cfg.devices]]
+        plain = [d for d in self.devices if d != self.striped]
+        spread = [d for i in range(cfg.devices) for d in plain[i::cfg.devices]]
         self.group_members = spread[:cfg.group] if cfg.group >= 2 else []
+        if self.striped is not None and len(self.group_members) >= 2:
+            self.group_members[-1] = self.striped  # the group is then one stripe's chat of the striped device
         self.group_jid: str | None = None
         self.group_messages = 0
         for conv in self.convs:
@@ -365,6 +389,9 @@ class Soak:
 
     def _client_line(self, child: Child, lifetime: int, obj: Line) -> None:
         lg = self.ledger
+        mine = self.by_worker.get(child.name)
+        if mine is not None and ("sent" in obj or "received" in obj):
+            mine["sent" if "sent" in obj else "received"] += 1
         if "sent" in obj:
             lg.on_sent(obj["sent"], obj["id"], obj["me"])
             self.send_times.append(obj["t"] - obj["t0"])
@@ -372,17 +399,21 @@ class Soak:
             lg.on_failed(obj["failed"], obj["me"])
             self.failures[obj.get("error", "?")] = self.failures.get(obj.get("error", "?"), 0) + 1
         elif "received" in obj:
+            if child in self.workers and stripe_of(obj.get("chat") or obj["from"], len(self.workers)) != \
+                    self.workers.index(child):
+                lg.misrouted += 1
+                lg.problems.append(f"{child.name} got {obj['received']} of chat {obj.get('chat')}, another stripe's")
             lg.on_received(child.name, lifetime, obj["me"], obj["received"], obj["from"], obj.get("text") or "",
                            bool(obj.get("redelivered")), obj.get("media"), obj.get("media_error"))
         elif "handled" in obj:
             lg.on_handled(obj["me"], obj["handled"])
         elif "ready" in obj:
-            self.ready[obj["ready"]] = lifetime
+            self.ready[(child.name, obj["ready"])] = lifetime
             self.events["logins"] += 1
         elif "state" in obj or "started" in obj:
             pass
         elif "pending" in obj:
-            self.pending.update(obj["devices"])
+            self.pending.update({(child.name, d): n for d, n in obj["devices"].items()})
             self._pending_event.set()
         elif "group" in obj:
             self.group_jid = obj["group"]
@@ -416,15 +447,33 @@ class Soak:
         with trio.fail_after(60):
             await self._listening.wait()
 
-    def current(self) -> dict[str, tuple[str, int]]:
-        return {d: (c.name, c.lifetime) for d, c in self.device_of.items() if c.alive}
+    def current(self) -> dict[str, set[tuple[str, int]]]:
+        """Each device's live processes (one; a striped device's workers), with their lifetimes."""
+        out: dict[str, set[tuple[str, int]]] = {}
+        for c in self.children:
+            if c.alive:
+                for d in self.served[c.name]:
+                    out.setdefault(d, set()).add((c.name, c.lifetime))
+        return out
 
     def _devices_of(self, child: Child) -> list[str]:
-        return [d for d, c in self.device_of.items() if c is child]
+        return self.served[child.name]
+
+    def child_for(self, device: str, chat: str | None = None) -> Child:
+        """The process that sends from ``device`` in ``chat`` (a striped device: the chat's stripe's worker)."""
+        if device == self.striped and chat is not None:
+            return self.workers[stripe_of(chat, len(self.workers))]
+        return self.device_of[device]
+
+    def all_ready(self) -> bool:
+        """Every process logged each of its devices in, in its current lifetime."""
+        return all(self.ready.get((c.name, d)) == c.lifetime for c in self.children for d in self.served[c.name])
 
     async def kill_client(self, child: Child, *, chaos: bool = True) -> None:
         await child.kill()
         self.client_kills += chaos
+        if chaos and child.name in self.by_worker:
+            self.by_worker[child.name]["kills"] += 1
         self.ledger.sender_died(self._devices_of(child))
 
     async def query_pending(self) -> int:
@@ -437,11 +486,11 @@ class Soak:
             while len(self.pending) < sum(len(self._devices_of(c)) for c in live):
                 await self._pending_event.wait()
                 self._pending_event = trio.Event()
-        return sum(self.pending.values()) if len(self.pending) == len(self.devices) else -1
+        return sum(self.pending.values()) if len(self.pending) == sum(len(v) for v in self.served.values()) else -1
 
     # ------------------------------------------------------------------ traffic
     async def issue(self, sender: str, to: str, key: str, *, image: bool = False) -> bool:
-        child = self.device_of[sender]
+        child = self.child_for(sender, to)
         text = f"{key}|{sender}>{to}|" + "x" * self.traffic_rng.randrange(0, 120)
         cmd = {"cmd": "send", "from": sender, "to": to, "text": text, "key": key}
         sha = None
@@ -461,7 +510,7 @@ class Soak:
         """A message from ``sender`` to the group; the ledger's entries (one per other member), [] if
         the command did not reach the sender."""
         assert self.group_jid is not None
-        child = self.device_of[sender]
+        child = self.child_for(sender, self.group_jid)
         text = f"{key}|{sender}>group|" + "x" * self.traffic_rng.randrange(0, 120)
         others = [m for m in self.group_members if m != sender]
         entries = self.ledger.issue_group(key, sender, others, text, child.lifetime)
@@ -487,19 +536,24 @@ class Soak:
         n = 0
         for tick in range(int(cfg.seconds * cfg.rate)):
             await trio.sleep_until(t0 + tick / cfg.rate)
-            free = [d for d in self.devices if self.device_of[d].alive
+            free = [d for d in self.devices if (any(w.alive for w in self.workers) if d == self.striped
+                                                else self.device_of[d].alive)
                     and len(self.ledger.under_way.get(d, ())) < cfg.window]
             if not free:
                 skipped += 1
                 continue
             if self.group_jid is not None and self.traffic_rng.random() < cfg.group_share:
-                members = [d for d in free if d in self.group_members]
+                members = [d for d in free if d in self.group_members
+                           and self.child_for(d, self.group_jid).alive]
                 if members:
                     if await self.issue_group(self.traffic_rng.choice(members), f"g{n}"):
                         n += 1
                     continue
             sender = self.traffic_rng.choice(free)
             to = self.traffic_rng.choice(self.partners[sender])
+            if not self.child_for(sender, to).alive:  # (a striped sender: that chat's worker is down)
+                skipped += 1
+                continue
             if await self.issue(sender, to, f"m{n}", image=self.traffic_rng.random() < cfg.media_share):
                 n += 1
         return skipped
@@ -512,7 +566,7 @@ class Soak:
         for _ in range(cfg.chatd_kills):
             plan.append((rng.uniform(0, span), "chatd_kill", rng.uniform(0.1, 2.0)))
         for _ in range(cfg.client_kills):
-            plan.append((rng.uniform(0, span), "client_kill", (rng.randrange(cfg.clients), rng.uniform(0.1, 1.5))))
+            plan.append((rng.uniform(0, span), "client_kill", (rng.randrange(len(self.children)), rng.uniform(0.1, 1.5))))
         for _ in range(cfg.drops):
             plan.append((rng.uniform(0, span), "drop", None if rng.random() < 0.5 else 1))
         for _ in range(cfg.stalls):
@@ -559,10 +613,15 @@ class Soak:
                 await self.start_chatd(nursery)
                 await nursery.start(self.proxy.serve)
                 self._set_port()
+                later = self.workers[1:]  # a striped device's account is created by its stripe 0 first
                 for c in self.children:
-                    await c.start(nursery)
-                if not await self._until(lambda: len(self.ready) == len(self.devices), cfg.drain_timeout,
-                                         "every device's first login"):
+                    if c not in later:
+                        await c.start(nursery)
+                if later and await self._until(lambda: (self.workers[0].name, self.striped) in self.ready,
+                                               cfg.drain_timeout, "stripe 0's first login"):
+                    for c in later:
+                        await c.start(nursery)
+                if not await self._until(self.all_ready, cfg.drain_timeout, "every device's first login"):
                     raise RuntimeError("the devices did not all log in: " + self._logs())
                 if self.group_members:
                     await self.create_group()
@@ -604,6 +663,8 @@ class Soak:
         for name, codes in report["crashes"].items():
             self.ledger.problems.append(f"{name} exited on its own (exit codes {codes}): see its log")
         report["failed_errors"] = self.failures
+        if self.workers:
+            report["stripe_workers"] = self.by_worker
         st = sorted(self.send_times)
         report["send_ms"] = {"p50": round(st[len(st) // 2] * 1e3, 1), "p99": round(st[int(len(st) * 0.99)] * 1e3, 1),
                              "max": round(st[-1] * 1e3, 1)} if st else {}
@@ -618,8 +679,7 @@ class Soak:
         for c in self.children:
             if not c.alive:
                 await c.start(nursery)
-        await self._until(lambda: all(self.ready.get(d) == self.device_of[d].lifetime for d in self.devices),
-                          self.cfg.drain_timeout, "every device logged in again")
+        await self._until(self.all_ready, self.cfg.drain_timeout, "every device logged in again")
 
     async def drain(self) -> bool:
         """Until every confirmed message was received, everything received handled, outboxes empty."""
@@ -668,8 +728,7 @@ class Soak:
         for c in self.children:
             await self.kill_client(c, chaos=False)
             await c.start(nursery)
-        await self._until(lambda: all(self.ready.get(d) == self.device_of[d].lifetime for d in self.devices),
-                          self.cfg.drain_timeout, "every device logged in after the restart")
+        await self._until(self.all_ready, self.cfg.drain_timeout, "every device logged in after the restart")
         await trio.sleep(2.0)
         return self.ledger.received_lines - before
 
@@ -680,7 +739,7 @@ class Soak:
 # --------------------------------------------------------------------------- entry points
 @contextmanager
 def store_urls(cfg: SoakConfig, work: Path) -> Iterator[list[str]]:
-    n = cfg.clients * cfg.devices
+    n = cfg.clients * cfg.devices + (cfg.stripes >= 2)
     if cfg.store == "sqlite":
         yield [f"sqlite:///{work / f'store{i}.db'}" for i in range(n)]
     elif cfg.store == "postgresql":
@@ -730,6 +789,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"  {'failed_errors':<24}{report.get('failed_errors')}")
     lines.append(f"  {'send_text ms':<24}{report.get('send_ms')}")
     lines.append(f"  {'group':<24}{report.get('group')}")
+    if report.get("stripe_workers"):
+        lines.append(f"  {'stripe_workers':<24}{report['stripe_workers']}")
     lines.append(f"  {'final_round':<24}{report.get('final_round')}")
     lines.append(f"  {'result':<24}{'OK' if ok(report) else 'FAILED'}")
     lines += [f"  problem: {p}" for p in report["problems"][:40]]

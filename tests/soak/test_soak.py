@@ -1,7 +1,7 @@
 """The chaos soak, short: chatd and four client processes (two accounts each), 1:1 conversations,
 a group of four and images, SIGKILLs of both, cut and stalled connections; every confirmed message
-delivered once (tests/soak/soak_harness.py has
-the contract). ``make soak`` runs the long one."""
+delivered once (tests/soak/soak_harness.py has the contract); and a variant with one device served
+by two stripe workers (scale-out). ``make soak`` runs the long ones."""
 
 from __future__ import annotations
 
@@ -28,6 +28,21 @@ def test_short_soak(store: str) -> None:
     assert report["chatd_kills"] == cfg.chatd_kills and report["client_kills"] == cfg.client_kills
     assert report["sent"] > 0
     assert report["group"]["messages"] > 0 and report["media_ok"] > 0  # the group and images were in it
+    assert ok(report), render(report) + "\n" + report.get("logs", "")
+
+
+def test_short_soak_with_a_striped_device() -> None:
+    """Scale-out under chaos: one more account whose device is served by two --stripe workers sharing
+    one PostgreSQL store (each its stripe's lease), in 1:1 chats with every other account and in the
+    group; the workers are SIGKILLed too. Each worker sees only its own chats (misrouted counts any
+    other), every confirmed message is delivered once."""
+    cfg = SoakConfig(seed=5, clients=3, devices=1, seconds=15.0, rate=15.0, window=4, chatd_kills=2, client_kills=5,
+                     drops=2, stalls=1, media_share=0.1, store="postgresql", stripes=2)
+    report = run_soak(cfg)
+    print(render(report))
+    workers = report["stripe_workers"]
+    assert all(w["sent"] > 0 and w["received"] > 0 for w in workers.values())  # both stripes carried traffic
+    assert sum(w["kills"] for w in workers.values()) > 0 and report["group"]["messages"] > 0
     assert ok(report), render(report) + "\n" + report.get("logs", "")
 
 
