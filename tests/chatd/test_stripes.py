@@ -110,6 +110,25 @@ def test_a_login_of_another_stripe_count_replaces_the_device(snet: Striped) -> N
             snet.service.login(a.jid.user, a.jid.server, 0, a.static, NOW, stripe=bad[0], stripes=bad[1])
 
 
+def test_devices_notifications_reach_every_stripe_and_a_gone_stripe_gets_nothing(snet: Striped) -> None:
+    a = Device.make(ACCOUNT)
+    b = Device.make(peers_by_stripe(2)[1][0])
+    snet.register(a, b)
+    snet.ack(b, snet.take(b))
+    snet.service.disconnected(a.jid)
+    snet.login_stripe(a, 0, 2)
+    snet.login_stripe(a, 1, 2)
+    snet.send_from(b, message("hi", a.jid, a), 0)  # b and a correspond: a hears of b's devices
+    b1 = Device.make(str(b.jid.with_device(1)))  # b links a companion: the account's devices change
+    assert snet.login(b1)
+    outs = snet.send_from(b1, b1.upload().to_node(snet.iq_id()), 0)
+    notes = sorted(s for t, s, n in outs if t == a.jid and n.tag == "notification")
+    assert notes == [0, 1]  # each stripe keeps device lists: each is told
+    snet.service.disconnected(a.jid)
+    snet.login_stripe(a, 0, 2)
+    assert snet.service.pending_page(a.jid, NOW, stripe=1) == ([], True)  # no stripe-1 connection: nothing
+
+
 def test_stanza_chat_names_the_conversation() -> None:
     assert stanza_chat(Node("message", {"from": "5:3@s.whatsapp.net", "id": "x"})) == "5@s.whatsapp.net"
     assert stanza_chat(Node("message", {"from": "12-34@g.us", "participant": "5@s.whatsapp.net"})) == "12-34@g.us"
@@ -119,6 +138,11 @@ def test_stanza_chat_names_the_conversation() -> None:
     assert stanza_chat(Node("iq", {"from": "9@s.whatsapp.net"})) is None
     assert stanza_chat(Node("message", {"from": "not a jid"})) is None
     assert stanza_chat(Node("message", {})) is None
+    own = Jid.parse("100@s.whatsapp.net")  # what our own other device sent to 7: the chat with 7
+    copy = Node("message", {"from": "100:1@s.whatsapp.net", "recipient": "7@s.whatsapp.net"})
+    assert stanza_chat(copy, own) == "7@s.whatsapp.net" and stanza_chat(copy) == "100@s.whatsapp.net"
+    assert stanza_chat(Node("message", {"from": "5@s.whatsapp.net", "recipient": "7@s.whatsapp.net"}), own) \
+        == "5@s.whatsapp.net"  # (a recipient from anyone else is not believed)
     assert Stripe.parse("3/4") == Stripe(3, 4) and str(Stripe(3, 4)) == "3/4"
     for bad in ("4/4", "1", "a/b", "-1/2", "0/0", "0/65"):
         with pytest.raises(InvalidArgumentError):

@@ -371,6 +371,35 @@ async def test_stripe_leases_one_writer_per_stripe_and_one_way_of_serving(sql_ur
     await whole.aclose()
 
 
+async def test_a_lease_of_another_scope_fences_the_expired_holders_it_excludes(sql_url: str) -> None:
+    """A whole-account instance that missed its heartbeat, replaced by stripe workers, cannot renew or
+    write (its own row was never taken over: the stripes' acquisition moved its token on); the same
+    holder name takes over only its own row, never another scope's."""
+    whole = await open_store(sql_url, lease_holder="host", lease_seconds=0.5)
+    assert isinstance(whole, SqlKeyStore)
+    with pytest.raises(InstanceConflictError, match="the account"):
+        await open_store(sql_url, lease_holder="host", lease_stripe=Stripe(0, 2))  # same name, other scope
+    await trio.sleep(0.8)
+    w0 = await open_store(sql_url, lease_holder="w0", lease_stripe=Stripe(0, 2))
+    w1 = await open_store(sql_url, lease_holder="w1", lease_stripe=Stripe(1, 2), lease_seconds=0.5)
+    with pytest.raises(LeaseLostError):
+        await whole.renew_lease()
+    with pytest.raises(LeaseLostError):
+        async with whole.transaction(BOB) as tx:
+            await tx.store_session(BOB, b"stale whole")
+    await trio.sleep(0.8)  # w1 expires; stripes of 4 replace the set: w0 (live) is in the way
+    with pytest.raises(InstanceConflictError, match="stripe 0/2"):
+        await open_store(sql_url, lease_holder="v", lease_stripe=Stripe(1, 4))
+    await w0.aclose()
+    v1 = await open_store(sql_url, lease_holder="v1", lease_stripe=Stripe(1, 4))
+    with pytest.raises(LeaseLostError):
+        await w1.renew_lease()  # the 0/2 and 1/2 rows were fenced by the 1/4 acquisition
+    async with v1.transaction(BOB) as tx:
+        assert await tx.load_session(BOB) is None
+    for st in (whole, w1, v1):
+        await st.aclose()
+
+
 # ----------------------------------------------------------------------------- keys at rest
 def _db_dump(url: str, tmp_path: Path) -> bytes:
     u = parse_store_url(url)

@@ -725,8 +725,12 @@ class WaMessenger:
         """Connection state, outbox depth and oldest age, prekeys left, retry counts (also the
         ``wacrypto_outbox_depth`` gauge)."""
         async with self.store.transaction() as tx:
-            depth = await tx.count_outbox()
-            oldest = await tx.outbox_list(limit=1)
+            if self._mine is None:
+                depth = await tx.count_outbox()
+                oldest = await tx.outbox_list(limit=1)
+            else:  # a striped worker: its own chats' share
+                mine = await tx.outbox_list(limit=1 << 30, chats=self._mine)
+                depth, oldest = len(mine), mine[:1]
             local = await tx.count_available_prekeys()
         age = max(0.0, self._clock() - oldest[0].created_at) if oldest else 0.0
         if self.metrics is not None:
@@ -769,7 +773,8 @@ class WaMessenger:
             if lid is not None:
                 self._lid_of[pn_user] = lid
             else:
-                self._no_lid.add(pn_user)
+                if self._mine is None:  # (a striped worker: another stripe may learn it meanwhile)
+                    self._no_lid.add(pn_user)
         return lid
 
     def _account_lock(self, user: str) -> trio.Lock:
@@ -1095,6 +1100,9 @@ class WaMessenger:
         return intact
 
     async def _on_login(self, success: Node) -> None:
+        if self._mine is not None:  # what other stripes changed in the store while this one was away
+            self._devices.clear()
+            self._phash_ok.clear()
         lid = success.attrs.get("lid")
         if lid and self.me.server == USER_SERVER:
             try:

@@ -869,19 +869,25 @@ class ChatdServer:
         """Accept TCP connections on ``port`` but never answer them."""
         (self._stalled.add if stalled else self._stalled.discard)(port)
 
+    def live_sessions(self) -> list[Session]:
+        """Every live connection: by client key, and the stripe connections of devices (which share one)."""
+        out = {id(s): s for s in self.sessions.values()}
+        out.update({id(s): s for conns in self.devices.values() for s in conns.values()})
+        return list(out.values())
+
     def silence(self) -> None:
         """Existing connections stop reading and writing (the sockets stay open)."""
-        for s in list(self.sessions.values()):
+        for s in self.live_sessions():
             s.silent = True
 
     def drop_connections(self) -> None:
         """Abort every live connection."""
-        for s in list(self.sessions.values()):
+        for s in self.live_sessions():
             s.cancel_scope.cancel()
 
     def send_stream_error(self, code: StreamErrorCode, text: str = "") -> None:
         """End every live stream with ``code`` (each connection closes once it is flushed)."""
-        for s in list(self.sessions.values()):
+        for s in self.live_sessions():
             try:
                 s.driver.conn.send_stream_error(code, text)
             except TransportError:
@@ -889,4 +895,4 @@ class ChatdServer:
             s.send(None)  # wake the writer: it flushes, sees the connection closed, and ends
 
     def status(self) -> str:
-        return json.dumps({"ports": self.ports, "sessions": len(self.sessions), "handshakes": self.handshakes})
+        return json.dumps({"ports": self.ports, "sessions": len(self.live_sessions()), "handshakes": self.handshakes})

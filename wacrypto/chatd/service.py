@@ -9,7 +9,10 @@ The contract is docs/chat-protocol.md; the stanzas are the typed ones of
    ``result.replaced``, end the device's older connection with :func:`replaced_error` (its
    :meth:`~ChatService.disconnected` call, with its own ``session``, is then ignored).
 2. Push :meth:`ChatService.pending_for` pages until one comes back shorter than ``limit`` (the
-   device has caught up), as fast as the connection takes them.
+   device has caught up), as fast as the connection takes them; a connection of one stripe of a
+   device (``login(..., stripe=, stripes=)``, :mod:`wacrypto.whatsapp.stripes`) pages with
+   :meth:`ChatService.pending_page` until it says ``done``, and passes its ``stripe`` to
+   :meth:`~ChatService.handle`; send each ``Out`` to the connection of its ``stripe``.
 3. Every stanza the client sends goes to :meth:`ChatService.handle`; send each returned
    ``Out(target, node)`` to the target's live connection. ``handle`` returns stanzas only for the
    sender and for online devices that have caught up; everything meant for a device is first kept
@@ -47,7 +50,7 @@ from wacrypto.whatsapp.adv import device_identity_details
 from wacrypto.whatsapp.devices import participant_hash
 from wacrypto.whatsapp.jid import GROUP_SERVER, Jid
 from wacrypto.whatsapp.retry import RetryReceipt
-from wacrypto.whatsapp.stripes import Stripe, stanza_chat, stripe_of
+from wacrypto.whatsapp.stripes import Stripe, stanza_stripe
 from wacrypto.whatsapp.stanzas import (
     SERVER,
     Ack,
@@ -213,21 +216,25 @@ class ChatService:
         conns = self._online.get(device)
         return conns is not None and bool(conns) and (stripe is None or stripe in conns)
 
-    def pending_for(self, device: Jid, now: float, limit: int = 1000, *, stripe: int = 0) -> list[Node]:
-        """The oldest waiting deliveries (messages, receipts, notifications) this connection has not
-        been given yet; a page shorter than ``limit`` means the device has caught up (a connection of
-        a striped device: see :meth:`pending_page`). For a device that is not online: the oldest
-        waiting ones (nothing is marked)."""
-        return self.pending_page(device, now, limit, stripe=stripe)[0]
+    def pending_for(self, device: Jid, now: float, limit: int = 1000) -> list[Node]:
+        """The oldest waiting deliveries (messages, receipts, notifications) the device's (unstriped)
+        connection has not been given yet; a page shorter than ``limit`` means the device has caught
+        up. For a device that is not online: the oldest waiting ones (nothing is marked). A connection
+        of a striped device pages with :meth:`pending_page`."""
+        return self.pending_page(device, now, limit)[0]
 
-    def pending_page(self, device: Jid, now: float, limit: int = 1000, *, stripe: int = 0) -> tuple[list[Node], bool]:
-        """:meth:`pending_for` for the connection of ``stripe``: the next page of its stripe's waiting
-        deliveries (of ``limit`` mailbox rows read, the other stripes' left for their connections),
-        and whether it has caught up (new deliveries are pushed to it at once from then on)."""
+    def pending_page(self, device: Jid, now: float, limit: int = 1000, *,
+                     stripe: int | None = None) -> tuple[list[Node], bool]:
+        """The next page for the device's connection of ``stripe``: of ``limit`` mailbox rows read, its
+        stripe's (the others' left for their own connections), and whether it has caught up (new
+        deliveries are pushed to it at once from then on). No such connection (replaced meanwhile):
+        nothing, caught up. ``stripe`` None: :meth:`pending_for`'s page (an offline device's too)."""
         if limit < 1:
             raise InvalidArgumentError("limit must be at least 1")
         with self._lock:
-            conn = self._online.get(device, {}).get(stripe)
+            conn = self._online.get(device, {}).get(0 if stripe is None else stripe)
+            if conn is None and stripe is not None:
+                return [], True
             with self.db.transaction() as tx:
                 rows = tx.pending(str(device), now=now, after_seq=0 if conn is None else conn.cursor, limit=limit)
             nodes = [decode_node(r.payload) for r in rows]
@@ -237,8 +244,8 @@ class ChatService:
                     conn.cursor = rows[-1].seq
                 conn.drained = done
                 if conn.stripes > 1:  # the others' rows stay for their own connections' cursors
-                    mine = Stripe(stripe, conn.stripes)
-                    nodes = [n for n in nodes if mine.owns_stanza(n)]
+                    mine = Stripe(stripe or 0, conn.stripes)
+                    nodes = [n for n in nodes if mine.owns_stanza(n, device)]
             return nodes, done
 
     # ------------------------------------------------------------------ administration
@@ -643,13 +650,12 @@ class ChatService:
             conns = self._online.get(p.target)
             if not conns:
                 continue
-            stripes = next(iter(conns.values())).stripes
-            chat = stanza_chat(p.node) if stripes > 1 else None
-            stripe = 0 if chat is None else stripe_of(chat, stripes)
-            conn = conns.get(stripe)
-            if conn is not None and conn.drained:
-                conn.cursor = max(conn.cursor, p.seq)
-                outs.append(Out(p.target, p.node, stripe))
+            stripe = stanza_stripe(p.node, next(iter(conns.values())).stripes, p.target)
+            for i in sorted(conns) if stripe is None else [stripe]:
+                conn = conns.get(i)
+                if conn is not None and conn.drained:
+                    conn.cursor = max(conn.cursor, p.seq)
+                    outs.append(Out(p.target, p.node, i))
         return outs
 
     @staticmethod

@@ -7,9 +7,11 @@ once another instance has taken over, this one gets :class:`LeaseLostError` inst
 Scale-out (:mod:`wacrypto.whatsapp.stripes`): the worker of stripe ``i`` of ``n`` holds the lease of
 that stripe instead (row ``100 * n + i``), with its own token; one writer per stripe. While one is
 live, a lease of the whole account or of another stripe count is refused (and the other way round),
-so an account is served either by one instance or by one set of ``n`` stripes. Every acquisition
-holds one advisory lock (``LEASE_LOCK_KEY``) while it looks at all the rows, so two racing
-acquisitions see each other.
+so an account is served either by one instance or by one set of ``n`` stripes; a lease taken once
+those have expired moves the tokens of all of them on, so their old holders are fenced even though
+their own rows were not taken over (a holder's name lets it take over only its own row). Every
+acquisition holds one advisory lock (``LEASE_LOCK_KEY``) while it looks at all the rows, so two
+racing acquisitions see each other.
 """
 
 from __future__ import annotations
@@ -99,16 +101,19 @@ class Lease:
                 d.wait_lock(conn, [LEASE_LOCK_KEY])
                 now = db_now(conn, d)
                 rows = {int(r[0]): r for r in conn.query("SELECT id, holder, token, expires_at FROM wa_lease" + d.for_update)}
-                for rid, r in sorted(rows.items()):
-                    if str(r[1]) == me or float(r[3]) <= now:
-                        continue  # our own (a restart takes over at once), or expired
-                    other = row_stripe(rid)
-                    if rid == row or other.count != want.count:
-                        raise InstanceConflictError(
-                            f"{_scope(other)} is in use by instance {r[1]!s} (lease valid for {float(r[3]) - now:.1f} s "
-                            f"more); {_scope(want)} cannot be leased meanwhile",
-                            holder=str(r[1]),
-                        )
+                excluded = [rid for rid in rows if rid == row or row_stripe(rid).count != want.count]
+                for rid in sorted(excluded):
+                    r = rows[rid]
+                    if (rid == row and str(r[1]) == me) or float(r[3]) <= now:
+                        continue  # our own row (a restart takes over at once), or expired
+                    raise InstanceConflictError(
+                        f"{_scope(row_stripe(rid))} is in use by instance {r[1]!s} (lease valid for "
+                        f"{float(r[3]) - now:.1f} s more); {_scope(want)} cannot be leased meanwhile",
+                        holder=str(r[1]),
+                    )
+                for rid in excluded:  # fence every holder this lease excludes: its token moves on
+                    if rid != row:
+                        conn.execute("UPDATE wa_lease SET token = token + 1, expires_at = 0 WHERE id = ?", [rid])
                 token = int(rows[row][2]) + 1 if row in rows else 1
                 if row in rows:
                     conn.execute(
