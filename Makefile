@@ -40,6 +40,7 @@ interop-setup:
 
 # The long chaos soak (docs/soak.md): chatd and 4 client processes, SIGKILLs, cut and stalled connections,
 # SQLite then PostgreSQL stores; parameters are SOAK_* variables, e.g. make soak SOAK_STORE=sqlite SOAK_SECONDS=120
+# (SOAK_STORE=postgresql SOAK_STRIPES=2: with one device served by two stripe workers, scale-out)
 soak: venv
 	$(BIN)/python tests/soak/soak_harness.py
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["bench_signal.py", "bench_groups.py", "bench_media.py", "bench_store.py", "bench_transport.py", "bench_messenger.py",
-           "bench_e2e.py"]
+           "bench_e2e.py", "bench_scaleout.py"]
 
 
 def main() -> int:

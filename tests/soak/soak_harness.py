@@ -334,7 +334,8 @@ class Soak:
                 devs.append((jid, next(urls), work / f"c{c}d{d}.key"))
                 self.devices.append(jid)
             child = Child(f"client{c}", wa_client_argv(devs, self.trust, 0, *self._client_flags(),
-                                                       "--media-url", f"http://127.0.0.1:{self.media_port}"),
+                                                       "--media-url", f"http://127.0.0.1:{self.media_port}",
+                                                       "--lease-holder", f"soak-client{c}"),  # restarts take over
                           work / f"client{c}.log", self._client_line)
             for jid, _, _ in devs:
                 self.device_of[jid] = child

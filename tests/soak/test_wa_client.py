@@ -104,7 +104,8 @@ async def test_send_burst_receive_handled_pending_and_a_restart(tmp_path: Path) 
 
 async def test_stripe_workers(tmp_path: Path) -> None:
     """``--stripe``: stripe 1 refuses to start on a store without an account; a second worker for a
-    live stripe is refused by the lease; the two workers each serve their own chats only."""
+    live stripe, or a process for the whole account, is refused by the lease; the two workers each
+    serve their own chats only."""
     from wacrypto.whatsapp.stripes import stripe_of
 
     trust = init_chatd_keys(tmp_path / "keys")
@@ -149,6 +150,9 @@ async def test_stripe_workers(tmp_path: Path) -> None:
             twin = subprocess.run(worker("0/2"), capture_output=True, text=True, env=cli_env(), timeout=60,
                                   stdin=subprocess.DEVNULL)
             assert twin.returncode != 0 and "stripe 0/2 is in use" in twin.stderr
+            whole = subprocess.run(wa_client_argv([(A, store, key)], trust, port), capture_output=True, text=True,
+                                   env=cli_env(), timeout=60, stdin=subprocess.DEVNULL)
+            assert whole.returncode != 0 and "the account cannot be leased" in whole.stderr  # no --stripe: refused too
             for c in (a1, b):
                 await c.start(nursery)
             await until("A1", lambda o: o.get("ready") == A and True)

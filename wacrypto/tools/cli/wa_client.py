@@ -4,11 +4,15 @@ in one process, driven by JSON lines on stdin, reporting on stdout (one object p
 Each ``--jid`` runs with the ``--store`` and ``--key`` at the same position (repeat the three for
 several devices in one process). The account is created in its store on the first run; the
 device registers itself with the chatd (``wacrypto chatd run --database``) on its first login.
+Each store's instance lease is taken (and renewed) while the process runs: a second process on
+the same account exits with ``InstanceConflictError`` naming the first; after a crash the account
+is free once the dead one's lease expires (30 s), or at once for a process that gives the same
+``--lease-holder``.
 
 Scale-out: ``--stripe I/N`` makes this process the worker of stripe I of N of its device's chats
 (:mod:`wacrypto.whatsapp.stripes`), N processes sharing one store (PostgreSQL): each takes its
-stripe's lease in the store (exits with an error while another live worker holds it: after a crash,
-until its lease expires, unless the new process gives the same ``--lease-holder``), logs in as
+stripe's lease in the store (exits with an error while another live worker holds it, or an instance
+serves the whole account), logs in as
 that stripe, and sends only in its own chats (a send to another stripe's chat is ``failed`` with
 ``InvalidArgumentError``). The account is created by stripe 0 only: start it first.
 
@@ -148,11 +152,11 @@ class _Device:
 
 async def _open_account(url: str, pool_size: int, stripe: Stripe | None = None,
                         holder: str | None = None) -> tuple[KeyStore, bool]:
-    """The store at ``url`` (holding the lease of ``stripe``, if given), its account created if it has
-    none yet (True then; a worker of a stripe other than 0 never creates it)."""
+    """The store at ``url`` holding the account's lease (of ``stripe``, if given), its account
+    created if it has none yet (True then; a worker of a stripe other than 0 never creates it)."""
     if stripe is not None and url.startswith("memory:"):
         raise CliUsageError("--stripe needs a store the workers share (PostgreSQL, MySQL or SQLite)")
-    store: KeyStore = await open_store(url, pool_size=pool_size, lease_stripe=stripe, lease_holder=holder)
+    store: KeyStore = await open_store(url, pool_size=pool_size, lease=True, lease_stripe=stripe, lease_holder=holder)
     try:
         async with store.transaction() as tx:
             created = await tx.get_local_identity() is None
@@ -528,7 +532,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--receipts", action="store_true", help="also report receipts")
     p.add_argument("--stripe", type=_stripe, help="scale-out: serve stripe I/N of the device's chats (one --jid; its "
                                                  "store shared with the other stripes' workers, stripe 0 started first)")
-    p.add_argument("--lease-holder", help="take the lease of the account (of the stripe, with --stripe) under "
-                                          "this name (default with --stripe: host, pid and a random part); a process "
-                                          "of the same name takes it over at once")
+    p.add_argument("--lease-holder", help="this process's name in each store's lease (of the stripe, with "
+                                          "--stripe; default: host, pid and a random part); a process of the same "
+                                          "name takes its lease over at once (the restart of a crashed one)")
     p.set_defaults(func=_cmd_wa_client)
