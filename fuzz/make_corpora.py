@@ -269,7 +269,9 @@ def _handshake() -> Seeds:
               (3, "server-hello", bytes.fromhex(hs["server_hello"])),
               (3, "client-finish", bytes.fromhex(hs["client_finish"])),
               (4, "cert-chain", mitm.GENUINE_BYTES),
-              (5, "client-payload", ClientPayload((2, 3, 4), "fuzz", "15551234567", "s.whatsapp.net", 1).to_bytes())]
+              (5, "client-payload", ClientPayload((2, 3, 4), "fuzz", "15551234567", "s.whatsapp.net", 1).to_bytes()),
+              (5, "client-payload-stripe", ClientPayload((2, 3, 4), "fuzz", "15551234567", "s.whatsapp.net", 0,
+                                                         3, 4).to_bytes())]
     bodies += [(4, f"bad-chain-{i}", c) for i, c in enumerate(mitm.BAD_CHAINS)]
     for mode, name, body in bodies:
         w = FdpWriter()

@@ -5,11 +5,13 @@ the connection that asked; a login with another stripe count replaces the device
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from test_service import NOW, Device, Net, message
 from wacrypto.errors import InvalidArgumentError
@@ -165,3 +167,101 @@ def test_the_client_payload_carries_the_stripe(stripe: tuple[int, int]) -> None:
     assert ClientPayload.from_bytes(p.to_bytes()) == p
     with pytest.raises(InvalidArgumentError):
         ClientPayload(username="100", stripe=stripe[1], stripes=stripe[1])
+
+
+# --------------------------------------------------------------------------- the striped mailbox, as a model
+STRIPES = 3
+A = Device.make(ACCOUNT)
+PEERS = [Device.make(u) for users in chats_by_stripe(STRIPES, 1, "2{:05d}@s.whatsapp.net").values() for u in users] \
+    + [Device.make(chats_by_stripe(STRIPES, 2, "2{:05d}@s.whatsapp.net")[0][1])]
+
+
+class StripedMailboxMachine(RuleBasedStateMachine):
+    """A device served by 3 stripe connections that come and go, peers writing to it, acks: each
+    message reaches only the connection of its chat's stripe, once per connection until acked, never
+    after; what waits while a stripe is down reaches it at its next login; other stripes' logins,
+    pages and acks never take it away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        self.net = Striped(Path(self.dir.name) / "chatd.db")
+        self.net.register(A, *PEERS)
+        for d in (A, *PEERS):
+            self.net.ack(d, self.net.take(d))
+        self.net.service.disconnected(A.jid)
+        self.session: dict[int, int] = {}  # live stripe -> its login's session
+        self.waiting: dict[str, Node | None] = {}  # message id -> the node last given (None: not given yet)
+        self.given: dict[int, list[str]] = {i: [] for i in range(STRIPES)}  # on its current connection
+        self.owner = {str(p.jid): stripe_of(p.jid, STRIPES) for p in PEERS}
+        self.sent_by: dict[str, str] = {}  # message id -> the peer that sent it
+        self.n = 0
+
+    def teardown(self) -> None:
+        self.net.service.db.close()
+        self.dir.cleanup()
+
+    def _take(self, stripe: int, nodes: list[Node]) -> None:
+        for node in nodes:
+            mid = node.attrs["id"]
+            assert node.tag == "message" and mid in self.waiting, "given what does not wait"
+            assert self.owner[node.attrs["from"]] == stripe, "given to another stripe than its chat's"
+            assert mid not in self.given[stripe], "given twice on one connection"
+            self.given[stripe].append(mid)
+            self.waiting[mid] = node
+
+    @rule(stripe=st.integers(0, STRIPES - 1), limit=st.sampled_from([1, 2, 1000]))
+    def login(self, stripe: int, limit: int) -> None:
+        r = self.net.service.login(A.jid.user, A.jid.server, 0, A.static, NOW, stripe=stripe, stripes=STRIPES)
+        assert r.ok
+        self.session[stripe], self.given[stripe] = r.session, []
+        while True:
+            nodes, done = self.net.service.pending_page(A.jid, NOW, limit, stripe=stripe)
+            self._take(stripe, nodes)
+            if done:
+                break
+        mine = sorted(m for m, n in self.waiting.items() if self.owner[self._from(m)] == stripe)
+        assert sorted(self.given[stripe]) == mine  # everything of its chats that waits, once
+
+    def _from(self, mid: str) -> str:
+        return self.sent_by[mid]
+
+    @precondition(lambda self: bool(self.session))
+    @rule(data=st.data())
+    def disconnect(self, data: st.DataObject) -> None:
+        stripe = data.draw(st.sampled_from(sorted(self.session)))
+        self.net.service.disconnected(A.jid, self.session.pop(stripe))
+
+    @rule(peer=st.sampled_from(PEERS))
+    def send(self, peer: Device) -> None:
+        mid, self.n = f"m{self.n}", self.n + 1
+        self.sent_by[mid] = str(peer.jid)
+        self.waiting[mid] = None
+        outs = self.net.send_from(peer, message(mid, A.jid, A), 0)
+        pushed = [(s, n) for t, s, n in outs if t == A.jid]
+        for s, n in pushed:
+            assert s in self.session, "pushed to a stripe that is not connected"
+            self._take(s, [n])
+        if self.owner[str(peer.jid)] in self.session:
+            assert len(pushed) == 1  # its stripe is connected and caught up: at once
+        else:
+            assert pushed == []
+
+    @precondition(lambda self: any(self.given[s] for s in self.session))
+    @rule(data=st.data())
+    def ack(self, data: st.DataObject) -> None:
+        stripe = data.draw(st.sampled_from([s for s in sorted(self.session) if self.given[s]]))
+        mid = data.draw(st.sampled_from(self.given[stripe]))
+        node = self.waiting.pop(mid, None)
+        if node is not None:
+            assert self.net.send_from(A, ack_for(node).to_node(), stripe) == []
+
+    @invariant()
+    def each_live_stripe_was_given_all_of_its_own(self) -> None:
+        for stripe in self.session:
+            mine = {m for m in self.waiting if self.owner[self._from(m)] == stripe}
+            assert mine <= set(self.given[stripe])
+
+
+StripedMailboxMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+test_striped_mailbox = StripedMailboxMachine.TestCase
