@@ -18,12 +18,13 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "limits": set(),
     "address": {"errors"},
+    "stripe": _BASE,
     "primitives": _BASE,
     "wire": _BASE | {"_proto", "primitives"},
     "signal": _BASE | {"_proto", "primitives", "wire"},
     "transport": _BASE | {"_proto", "primitives", "wire"},
-    "whatsapp": _BASE | {"_proto", "address", "primitives", "wire", "signal"},
-    "store": _BASE | {"_proto", "address", "primitives", "signal"},
+    "whatsapp": _BASE | {"_proto", "address", "stripe", "primitives", "wire", "signal"},
+    "store": _BASE | {"_proto", "address", "stripe", "primitives", "signal"},
     "session": _BASE | {"whatsapp", "address", "primitives", "wire", "signal", "store"},
     "media": _BASE | {"primitives"},
     "chat": _BASE | {"whatsapp", "_proto", "address", "primitives", "wire", "signal", "media", "transport", "store", "session"},
@@ -33,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
                       "media", "chat", "chatd", "testing", "wacrypto"},  # testing: seeded RNG for vectors
 }
 # the sans-I/O core: nothing in these layers may touch I/O, threads, clocks or the event loop
-PURE = ("primitives", "wire", "signal", "transport", "whatsapp")
+PURE = ("stripe", "primitives", "wire", "signal", "transport", "whatsapp")
 FORBIDDEN_STDLIB = {"trio", "socket", "threading", "time", "asyncio", "selectors", "sqlite3", "psycopg", "pymysql", "httpx"}
 # the entry points that tie the package together
 ROOT_MODULES = {"__init__", "__main__", "_proto"}

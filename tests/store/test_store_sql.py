@@ -30,7 +30,7 @@ from wacrypto.store.sql.dialect import check_version, dialect_for, parse_mysql_v
 from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import LATEST_VERSION, migrate
 from wacrypto.store.sql.url import parse_store_url
-from wacrypto.whatsapp.stripes import Stripe
+from wacrypto.stripe import Stripe
 
 BOB = Address("bob", 1)
 ALICE = Address("alice", 1)

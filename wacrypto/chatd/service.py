@@ -50,7 +50,7 @@ from wacrypto.whatsapp.adv import device_identity_details
 from wacrypto.whatsapp.devices import participant_hash
 from wacrypto.whatsapp.jid import GROUP_SERVER, Jid
 from wacrypto.whatsapp.retry import RetryReceipt
-from wacrypto.whatsapp.stripes import Stripe, stanza_stripe
+from wacrypto.whatsapp.stripes import Stripe, owns_stanza, stanza_stripe
 from wacrypto.whatsapp.stanzas import (
     SERVER,
     Ack,
@@ -245,7 +245,7 @@ class ChatService:
                 conn.drained = done
                 if conn.stripes > 1:  # the others' rows stay for their own connections' cursors
                     mine = Stripe(stripe or 0, conn.stripes)
-                    nodes = [n for n in nodes if mine.owns_stanza(n, device)]
+                    nodes = [n for n in nodes if owns_stanza(mine, n, device)]
             return nodes, done
 
     # ------------------------------------------------------------------ administration

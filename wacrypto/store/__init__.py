@@ -20,7 +20,7 @@ from wacrypto.store.dump import StoreDump
 from wacrypto.store.memory import MemoryKeyStore
 from wacrypto.store.protocols import KeyStore, LocalIdentity, OutboxEntry, SentMessage, StoreInfo, Transaction
 from wacrypto.store.sql.engine import SqlKeyStore
-from wacrypto.whatsapp.stripes import Stripe
+from wacrypto.stripe import Stripe
 
 __all__ = [
     "open_store",

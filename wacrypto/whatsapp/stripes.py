@@ -11,39 +11,19 @@ stripe (each keeps device lists in memory). What concerns the whole account (pre
 uploads, the key digest, the signed prekey rotation, server notifications) belongs to stripe 0.
 
 The function is part of the protocol between chatd, the workers and the application that routes
-its sends to them: :func:`stripe_of` is SHA-256 of the chat as text, first 8 bytes big-endian,
-modulo ``count``. A chat must be written the same way by everyone (a phone-number account and its
-LID are two different keys).
+its sends to them: :func:`stripe_of` (:mod:`wacrypto.stripe`, re-exported here with
+:class:`Stripe`) is SHA-256 of the chat as text, first 8 bytes big-endian, modulo ``count``. A chat
+must be written the same way by everyone (a phone-number account and its LID are two different keys).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from typing import final
-
-from wacrypto.errors import InvalidArgumentError, InvalidMessageError
-from wacrypto.limits import MAX_STRIPES
+from wacrypto.errors import InvalidMessageError
+from wacrypto.stripe import MAX_STRIPES, Stripe, chat_key, stripe_of
 from wacrypto.whatsapp.jid import Jid
 from wacrypto.wire.binary import Node
 
-__all__ = ["MAX_STRIPES", "Stripe", "chat_key", "stanza_chat", "stanza_stripe", "stripe_of"]
-
-
-def chat_key(chat: Jid | str) -> str:
-    """The text a conversation is striped by: the user JID (no device) of a peer, or the group JID."""
-    jid = Jid.parse(chat) if isinstance(chat, str) else chat
-    return str(jid if jid.is_group else jid.user_jid())
-
-
-def stripe_of(chat: Jid | str, count: int) -> int:
-    """The stripe (0..count-1) the conversation ``chat`` belongs to."""
-    if not isinstance(count, int) or not 1 <= count <= MAX_STRIPES:
-        raise InvalidArgumentError(f"a stripe count is 1..{MAX_STRIPES}")
-    if count == 1:
-        return 0
-    digest = hashlib.sha256(chat_key(chat).encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
+__all__ = ["MAX_STRIPES", "Stripe", "chat_key", "owns_stanza", "stanza_chat", "stanza_stripe", "stripe_of"]
 
 
 def stanza_chat(node: Node, own: Jid | None = None) -> str | None:
@@ -79,44 +59,7 @@ def stanza_stripe(node: Node, count: int, own: Jid | None = None) -> int | None:
     return 0 if chat is None else stripe_of(chat, count)
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class Stripe:
-    """Stripe ``index`` of ``count``: the share of a device's conversations one worker serves."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.count, int) and isinstance(self.index, int)
-                and 1 <= self.count <= MAX_STRIPES and 0 <= self.index < self.count):
-            raise InvalidArgumentError(f"a stripe is index 0..count-1 of a count 1..{MAX_STRIPES}")
-
-    @classmethod
-    def parse(cls, text: str) -> Stripe:
-        """``"i/n"`` (e.g. ``"0/4"``)."""
-        head, sep, tail = text.partition("/")
-        if not sep or not head.strip().isdigit() or not tail.strip().isdigit():
-            raise InvalidArgumentError(f"a stripe is written index/count, e.g. 0/4 (not {text[:20]!r})")
-        return cls(int(head), int(tail))
-
-    @property
-    def whole(self) -> bool:
-        """One worker serves every conversation (no striping)."""
-        return self.count == 1
-
-    @property
-    def account_wide(self) -> bool:
-        """This worker also does what concerns the whole account (stripe 0)."""
-        return self.index == 0
-
-    def owns(self, chat: Jid | str) -> bool:
-        return self.count == 1 or stripe_of(chat, self.count) == self.index
-
-    def owns_stanza(self, node: Node, own: Jid | None = None) -> bool:
-        """A stanza for a device of ``own`` goes (also) to this stripe."""
-        stripe = stanza_stripe(node, self.count, own)
-        return stripe is None or stripe == self.index
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
+def owns_stanza(stripe: Stripe, node: Node, own: Jid | None = None) -> bool:
+    """A stanza for a device of ``own`` goes (also) to ``stripe``."""
+    i = stanza_stripe(node, stripe.count, own)
+    return i is None or i == stripe.index

@@ -54,7 +54,7 @@ from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import current_version, migrate
 from wacrypto.store.sql.sync import AddressLocks
 from wacrypto.store.sql.transaction import PrekeyClaims, SqlTransaction, addr_key
-from wacrypto.whatsapp.stripes import Stripe
+from wacrypto.stripe import Stripe
 
 __all__ = ["SqlKeyStore", "SqlTransaction"]
 

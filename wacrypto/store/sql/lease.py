@@ -26,7 +26,7 @@ from wacrypto.errors import InstanceConflictError, InvalidArgumentError, LeaseLo
 from wacrypto.limits import DEFAULT_LEASE_SECONDS
 from wacrypto.store.sql.admin import AdminConnection, db_now
 from wacrypto.store.sql.dialect import Conn
-from wacrypto.whatsapp.stripes import Stripe
+from wacrypto.stripe import Stripe
 
 __all__ = ["LEASE_LOCK_KEY", "Lease", "lease_row", "row_stripe"]
 
