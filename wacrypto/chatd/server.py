@@ -3,7 +3,8 @@
 It listens on several ports (standing in for 5222 and 443), runs the responder side of the Noise
 handshake with its own certificate chain, answers pings, pings idle clients, acknowledges the
 messages it receives, enforces one connection per client key (a second one replaces the first,
-which gets a "conflict" stream error), and has fault switches for tests:
+which gets a "conflict" stream error; a device served by stripe workers has one per stripe, see
+:mod:`wacrypto.whatsapp.stripes`), and has fault switches for tests:
 
 * :meth:`ChatdServer.refuse_port` / :meth:`reopen_port` -- close a listener (connections refused);
 * :meth:`ChatdServer.stall_port` -- accept TCP on a port but never answer the handshake;
