@@ -49,6 +49,27 @@ ACCOUNT = "15550000001@s.whatsapp.net"
 B_PROCESSES = 2
 
 
+def _machine() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (/proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(f) - f[3] - f[4]) / tick, sum(f) / tick
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes on this machine."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1:text.rindex(")")] == "postgres":
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def balanced_peers(c: int, stripes: int = 4) -> list[str]:
     """``c`` customer JIDs, the same number in each stripe of ``stripes`` (so of every divisor too)."""
     got = chats_by_stripe(stripes, -(-c // stripes))
@@ -146,6 +167,7 @@ class Run:
                 await self.until(lambda: len(self.handled) == 2 * len(self.peers), "the warm-up to A")
                 base = len(self.handled)
                 cpu0 = {c.name: _cpu(c) for c in procs}
+                pg0, m0 = _postgres_cpu(), _machine()
                 wall0 = time.monotonic()
                 for i, p in enumerate(self.peers):
                     await self._burst(self.owner[p], ACCOUNT, p, f"ma{i}", per, size, window)
@@ -154,6 +176,9 @@ class Run:
                 await self.until(lambda: len(self.handled) - base == total, "every message handled")
                 wall = time.monotonic() - wall0
                 used = {c.name: (_cpu(c) - cpu0[c.name]) / wall for c in procs}
+                m1 = _machine()
+                used["postgres"] = (_postgres_cpu() - pg0) / wall
+                busy = (m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1])
                 for c in (*self.workers, *self.customers):  # outboxes empty: every send acknowledged
                     while True:
                         self.pending.pop(c.name, None)
@@ -178,7 +203,9 @@ class Run:
                 "count": len(keys),
                 "cpu": {"chatd": round(used["chatd"], 2),
                         "A": round(sum(v for k, v in used.items() if k.startswith("A")), 2),
-                        "B": round(sum(v for k, v in used.items() if k.startswith("B")), 2)},
+                        "B": round(sum(v for k, v in used.items() if k.startswith("B")), 2),
+                        "postgres": round(used["postgres"], 2)},
+                "machine_busy": round(busy, 2),
                 "per_worker_cpu": [round(used[w.name], 2) for w in self.workers]}
 
 
@@ -206,16 +233,18 @@ def render(res: dict[str, Any]) -> str:
         f"{res['count']} messages of {res['size']} bytes over {res['conversations']} conversations, half each way "
         f"(A's workers -> customers, customers -> A), {res['window']} send_text calls under way per conversation "
         "and direction",
-        "latency: send_text start -> mark_handled returned; cpu: cores used by each group of processes",
+        "latency: send_text start -> mark_handled returned; cpu: cores used by each group of processes "
+        "(pg: the PostgreSQL server's); busy: the share of the machine's cores in use during the run",
         "",
-        f"{'N':>3}{'msgs/s':>9}{'x N=1':>7}{'p50 ms':>9}{'p99 ms':>9}   cpu: chatd    A    B   per worker",
+        f"{'N':>3}{'msgs/s':>9}{'x N=1':>7}{'p50 ms':>9}{'p99 ms':>9}   cpu: chatd    A    B   pg  busy   per worker",
     ]
     one = res["rows"].get("1")
     for n, r in sorted(res["rows"].items(), key=lambda kv: int(kv[0])):
         ratio = f"{r['msgs_per_s'] / one['msgs_per_s']:.2f}" if one else "-"
         cpu = r["cpu"]
         lines.append(f"{n:>3}{r['msgs_per_s']:>9}{ratio:>7}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-                     f"{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}   {' '.join(f'{c:.2f}' for c in r['per_worker_cpu'])}")
+                     f"{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}{cpu.get('postgres', 0):>5.2f}"
+                     f"{r.get('machine_busy', 0) * 100:>5.0f}%   {' '.join(f'{c:.2f}' for c in r['per_worker_cpu'])}")
     lines += ["", "A: wacrypto wa-client --stripe i/N (WaMessenger, lease of its stripe, PostgreSQL 127.0.0.1:5432);",
               f"customers: {B_PROCESSES} wa-client processes, SQLite stores; chatd run --database (SQLite)",
               f"machine: {os.cpu_count()} cpus shared by every process of the run"]
