@@ -155,6 +155,7 @@ class Row:
                     await self.until(lambda: len(self.handled) == 2 * self.c, "the warm-up from B")
                 base = len(self.handled)
                 cpu0 = {c.name: _cpu(c) for c in (self.chatd, self.a, self.b)}
+                pg0, m0 = _postgres_cpu(), _machine()
                 wall0 = time.monotonic()
                 for i, b in enumerate(self.b_names):
                     await self.a.send({"cmd": "burst", "from": self.a_name, "to": b, "key": f"m{i}", "count": per,
@@ -163,6 +164,9 @@ class Row:
                 await self.until(lambda: len(self.handled) - base == per * self.c, "every message handled")
                 wall = time.monotonic() - wall0
                 cpu = {c.name: round((_cpu(c) - cpu0[c.name]) / wall, 2) for c in (self.chatd, self.a, self.b)}
+                m1 = _machine()
+                cpu["postgres"] = round((_postgres_cpu() - pg0) / wall, 2)
+                cpu["busy"] = round((m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1]), 2)
                 if self.kind != "floor":
                     async def drained() -> None:
                         while True:
@@ -199,6 +203,27 @@ def _cpu(child: Child) -> float:
     assert child.proc is not None
     fields = Path(f"/proc/{child.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (/proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(f) - f[3] - f[4]) / tick, sum(f) / tick
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes on this machine."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1:text.rindex(")")] == "postgres":
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -270,7 +295,7 @@ def render(res: dict[str, Any]) -> str:
         "latency: send_text start in A -> mark_handled returned in B",
         "",
         f"{'row':<13}{'C':>3}{'window':>7}{'offered':>8}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
-        f"   cpu: chatd    A    B (cores)",
+        f"   cpu: chatd    A    B   pg (cores)  busy",
     ]
     for c, w, rate in sorted({(int(k.split("/")[1]), int(k.split("/")[2]), k.split("/")[3]) for k in res["rows"]},
                              key=lambda t: (float(t[2]) > 0, t[0], t[1])):
@@ -283,9 +308,11 @@ def render(res: dict[str, Any]) -> str:
             cpu = r["cpu"]
             offered = "max" if float(rate) == 0 else rate
             lines.append(f"{kind:<13}{c:>3}{w:>7}{offered:>8}{r['msgs_per_s']:>9}{ratio:>9}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-                         f"{r['send_p50_ms']:>10.2f}{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}")
+                         f"{r['send_p50_ms']:>10.2f}{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}"
+                         f"{cpu.get('postgres', 0):>5.2f}{cpu.get('busy', 0) * 100:>13.0f}%")
     lines += ["", "floor: the same JSON-lines processes, ChatClient envelopes through chatd's relay (no Signal, no store)",
-              "sqlite / postgresql: wacrypto wa-client (WaMessenger), chatd run --database (SQLite, synchronous=FULL)"]
+              "sqlite / postgresql: wacrypto wa-client (WaMessenger), chatd run --database (SQLite, synchronous=FULL)",
+              "pg: the PostgreSQL server's processes; busy: the share of the machine's cores in use during the row"]
     return "\n".join(lines) + "\n"
 
 

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "soak"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_e2e import _code_version, _cpu, _pct, _workdir  # noqa: E402
+from bench_e2e import _code_version, _cpu, _machine, _pct, _postgres_cpu, _workdir  # noqa: E402
 from procs import Child, Line, chatd_argv, init_chatd_keys, pg_databases, wa_client_argv  # noqa: E402
 
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
@@ -47,27 +47,6 @@ RESULTS = REPO / "bench" / "results"
 STEP = 300.0  # hang guard of one phase (s), not a target
 ACCOUNT = "15550000001@s.whatsapp.net"
 B_PROCESSES = 2
-
-
-def _machine() -> tuple[float, float]:
-    """(busy, all) CPU seconds of the whole machine so far, every core (/proc/stat)."""
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(f) - f[3] - f[4]) / tick, sum(f) / tick
-
-
-def _postgres_cpu() -> float:
-    """CPU seconds used so far by the PostgreSQL server's processes on this machine."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if text[text.index("(") + 1:text.rindex(")")] == "postgres":
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def balanced_peers(c: int, stripes: int = 4) -> list[str]:
