@@ -90,7 +90,8 @@ def test_each_chat_goes_to_its_stripe_live_and_from_the_mailbox(snet: Striped) -
     assert sorted(n.attrs["id"] for n in again0) == sorted(f"l-{p.jid.user}" for p in peers[0])
 
 
-def test_a_login_of_another_stripe_count_replaces_the_device(snet: Striped) -> None:
+def two_stripes_and_a_peer(snet: Striped) -> tuple[Device, Device]:
+    """The account's device logged in as stripes 0 and 1 of 2, and a registered peer of stripe 1."""
     a = Device.make(ACCOUNT)
     b = Device.make(peers_by_stripe(2)[1][0])
     snet.register(a, b)
@@ -98,6 +99,11 @@ def test_a_login_of_another_stripe_count_replaces_the_device(snet: Striped) -> N
     snet.service.disconnected(a.jid)
     snet.login_stripe(a, 0, 2)
     snet.login_stripe(a, 1, 2)
+    return a, b
+
+
+def test_a_login_of_another_stripe_count_replaces_the_device(snet: Striped) -> None:
+    a, b = two_stripes_and_a_peer(snet)
     assert snet.service.is_online(a.jid, 0) and snet.service.is_online(a.jid, 1)
     r = snet.service.login(a.jid.user, a.jid.server, 0, a.static, NOW)  # one instance for all again
     assert r.ok and r.replaced
@@ -113,13 +119,7 @@ def test_a_login_of_another_stripe_count_replaces_the_device(snet: Striped) -> N
 
 
 def test_devices_notifications_reach_every_stripe_and_a_gone_stripe_gets_nothing(snet: Striped) -> None:
-    a = Device.make(ACCOUNT)
-    b = Device.make(peers_by_stripe(2)[1][0])
-    snet.register(a, b)
-    snet.ack(b, snet.take(b))
-    snet.service.disconnected(a.jid)
-    snet.login_stripe(a, 0, 2)
-    snet.login_stripe(a, 1, 2)
+    a, b = two_stripes_and_a_peer(snet)
     snet.send_from(b, message("hi", a.jid, a), 0)  # b and a correspond: a hears of b's devices
     b1 = Device.make(str(b.jid.with_device(1)))  # b links a companion: the account's devices change
     assert snet.login(b1)
