@@ -717,22 +717,23 @@ class WaMessenger:
     async def pending(self) -> int:
         """Sent messages the server has not acknowledged yet (a striped worker: of its own chats)."""
         async with self.store.transaction() as tx:
-            if self._mine is None:
-                return await tx.count_outbox()
-            return len(await tx.outbox_list(limit=1 << 30, chats=self._mine))
+            return (await self._outbox_share(tx))[0]
+
+    async def _outbox_share(self, tx: Transaction) -> tuple[int, OutboxEntry | None]:
+        """The depth of this worker's share of the outbox (all of it, unless striped) and its oldest entry."""
+        if self._mine is None:
+            oldest = await tx.outbox_list(limit=1)
+            return await tx.count_outbox(), oldest[0] if oldest else None
+        mine = await tx.outbox_list(limit=1 << 30, chats=self._mine)  # (the stripe function is ours, not SQL's)
+        return len(mine), mine[0] if mine else None
 
     async def health(self) -> WaHealth:
         """Connection state, outbox depth and oldest age, prekeys left, retry counts (also the
         ``wacrypto_outbox_depth`` gauge)."""
         async with self.store.transaction() as tx:
-            if self._mine is None:
-                depth = await tx.count_outbox()
-                oldest = await tx.outbox_list(limit=1)
-            else:  # a striped worker: its own chats' share
-                mine = await tx.outbox_list(limit=1 << 30, chats=self._mine)
-                depth, oldest = len(mine), mine[:1]
+            depth, oldest = await self._outbox_share(tx)
             local = await tx.count_available_prekeys()
-        age = max(0.0, self._clock() - oldest[0].created_at) if oldest else 0.0
+        age = max(0.0, self._clock() - oldest.created_at) if oldest is not None else 0.0
         if self.metrics is not None:
             self.metrics.outbox_depth.set(depth)
         return WaHealth(self.client.state.name.lower(), self._logged_in.is_set(), depth, age, len(self._inflight),

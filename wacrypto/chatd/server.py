@@ -559,13 +559,11 @@ class ChatdServer:
             session.cancel_scope.cancel()
             return
         key = ev.remote_static.u
-        if ev.client_payload is not None and ev.client_payload.stripes > 1:
-            old = None  # one of a device's worker connections: _serve_device replaces per stripe
-        else:
+        if ev.client_payload is None or ev.client_payload.stripes == 1:
+            # (a device's stripe connections share its key: _serve_device replaces those per stripe)
             old = self.sessions.get(key)
-        if old is not None:
-            await self._replace(old, "replaced by a new connection")
-        if old is not None or ev.client_payload is None or ev.client_payload.stripes == 1:
+            if old is not None:
+                await self._replace(old, "replaced by a new connection")
             self.sessions[key] = session
         self.all_sessions.append(session)
         self.session_started.set()
@@ -626,11 +624,9 @@ class ChatdServer:
         for old in replaced:
             if old is not session:
                 await self._replace(old)
-        conns = self.devices.setdefault(device, {})
-        for old in replaced:
-            for i, s in list(conns.items()):
-                if s is old:
-                    del conns[i]
+        conns = self.devices.setdefault(device, {})  # (a replaced one's own exit may have dropped it)
+        for i in [i for i, s in conns.items() if s in replaced]:
+            del conns[i]
         # a logged-in device's queue is deep (deliveries are queued without waiting, after commit)
         session.out_send, session.out_recv = trio.open_memory_channel[Outgoing](_DEVICE_QUEUE)
         conns[stripe] = session
@@ -716,7 +712,7 @@ class ChatdServer:
             while session.out_send.statistics().current_buffer_used > _DEVICE_QUEUE - 2 * _PUSH_BATCH:
                 await trio.sleep(0.01)  # let the connection take what is queued first
             now = self._wall()
-            nodes, done = await committer.call(
+            _, done = await committer.call(
                 lambda: service.pending_page(device, now, limit=_PUSH_BATCH, stripe=stripe),
                 lambda res: self._deliver(Out(device, n, stripe) for n in (res.value[0] if res.value else ())))
             if done:
