@@ -226,6 +226,14 @@ def _postgres_cpu() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def write_results(out: Path, name: str, res: dict[str, Any], text: str) -> None:
+    """``out/NAME.json`` (the figures) and ``out/NAME.txt`` (the table), and the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{name}.txt").write_text(text)
+    print(text)
+
+
 def _pct(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * q))] * 1e3, 2)
 
@@ -343,11 +351,7 @@ def main() -> int:
     }
     res["rows"] = run(args.count, args.size, tuple(int(w) for w in args.window.split(",")), stores, tuple(int(c) for c in args.conversations.split(",")),
                       args.keep, args.paced)
-    text = render(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "e2e.json").write_text(json.dumps(res, indent=2) + "\n")
-    (args.out / "e2e.txt").write_text(text)
-    print(text)
+    write_results(args.out, "e2e", res, render(res))
     return 0
 
 

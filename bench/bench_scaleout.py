@@ -21,7 +21,6 @@ Writes bench/results/scaleout.json and bench/results/scaleout.txt.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -35,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "soak"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_e2e import _code_version, _cpu, _machine, _pct, _postgres_cpu, _workdir  # noqa: E402
+from bench_e2e import _code_version, _cpu, _machine, _pct, _postgres_cpu, _workdir, write_results  # noqa: E402
 from procs import Child, Line, chatd_argv, init_chatd_keys, pg_databases, wa_client_argv  # noqa: E402
 
 from wacrypto.primitives.keys import KeyPair  # noqa: E402
@@ -249,11 +248,7 @@ def main() -> int:
         "code": _code_version(),
     }
     res["rows"] = run(workers, args.count, args.size, args.window, args.conversations, args.keep)
-    text = render(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaleout.json").write_text(json.dumps(res, indent=2) + "\n")
-    (args.out / "scaleout.txt").write_text(text)
-    print(text)
+    write_results(args.out, "scaleout", res, render(res))
     return 0
 
 
