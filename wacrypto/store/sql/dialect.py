@@ -134,6 +134,7 @@ class Dialect:
     now_sql = ""
     begin_sql = "BEGIN"
     locks_per_address = True
+    inline = False  # True: reads, admits and writes may run on the trio thread (see Lane._free)
 
     def __init__(self, url: StoreURL, *, busy_timeout_ms: int) -> None:
         self.url = url
@@ -178,6 +179,10 @@ class Dialect:
     def begin(self, conn: Conn) -> None:
         conn.send(self.begin_sql)
 
+    def begin_nowait(self, conn: Conn) -> bool:
+        """Begin the transaction if that needs no wait; False (nothing begun) when it would wait."""
+        raise NotImplementedError
+
     def commit(self, conn: Conn) -> None:
         conn.send("COMMIT")
 
@@ -213,6 +218,22 @@ class SQLiteDialect(Dialect):
     now_sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
     begin_sql = "BEGIN IMMEDIATE"
     locks_per_address = False  # BEGIN IMMEDIATE takes the database write lock
+    inline = True
+
+    def begin_nowait(self, conn: Conn) -> bool:
+        # another connection (the admin one, a CLI, a backup) may hold the write lock: do not wait on
+        # the trio thread for the busy handler, say so and let the caller take a thread hop instead
+        raw = conn.raw
+        raw.execute("PRAGMA busy_timeout = 0")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False
+            raise
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
 
     def connect(self) -> Conn:
         found = tuple(int(x) for x in sqlite3.sqlite_version.split("."))

@@ -19,6 +19,13 @@ A body that raises simply drops its overlay: nothing it wrote reaches the databa
 concurrent transactions that reach a lane together are run in one thread hop, so a busy store pays a
 handful of hops per group instead of several per message.
 
+On SQLite the statements themselves run on the trio thread: the admit (``BEGIN IMMEDIATE`` when the
+write lock is free at once, else a hop that waits for it), the reads and the writes each take
+microseconds from the page cache, far less than a hop to a worker thread and back (measured on a
+2-core VM: a read-only transaction 390 -> 48 us of CPU). Only the COMMIT, whose fsync may take
+milliseconds, runs on a worker thread; the transactions that arrive meanwhile wait for it and then
+share the next epoch, so group commit is kept.
+
 Address locks are taken with *try* semantics when the epoch already holds locks, and with a blocking wait
 only when it holds none, so two processes can never deadlock on each other's address locks.
 

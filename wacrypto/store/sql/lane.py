@@ -62,8 +62,20 @@ class Lane:
         self.poisoned = False
 
     # ------------------------------------------------------------------ batching
-    async def call(self, fn: Callable[[], T], admit: SqlTransaction | None = None) -> T:
+    def _free(self) -> bool:
+        """True when a request may run here, on the trio thread, instead of in a thread hop.
+
+        Only on a dialect whose statements do not wait on the network (SQLite: a read from the page
+        cache takes microseconds, a hop to a worker thread and back costs far more), with the
+        connection open and no hop using it.
+        """
+        conn = self.conn
+        return self.dialect.inline and not self.busy and conn is not None and not conn.broken
+
+    async def call(self, fn: Callable[[], T], admit: SqlTransaction | None = None, *, inline: bool = False) -> T:
         # Every wait in here is uncancellable (a request, once queued, runs to completion).
+        if inline and self._free():
+            return fn()
         req = _Req(fn, admit)
         self.pending.append(req)
         while not req.done:
@@ -124,6 +136,21 @@ class Lane:
         except BaseException as exc:
             self.poisoned = True
             raise self._fail(exc) from exc
+
+    def _admit_here(self, tx: SqlTransaction) -> bool:
+        """Admit ``tx`` on the trio thread if the epoch is open or its database transaction can begin at
+        once (SQLite: the write lock is free); False when it must take a thread hop (that one waits)."""
+        if not self.in_tx:
+            assert self.conn is not None
+            try:
+                if not self.dialect.begin_nowait(self.conn):
+                    return False
+            except BaseException as exc:
+                raise self._fail(exc) from exc
+            self.in_tx = True
+            self.held = set()
+            self.poisoned = False
+        return self._t_admit(tx)
 
     def _t_admit_many(self, reqs: list[_Req]) -> None:
         """Admit several transactions with one lock statement and one read per table (one hop)."""
@@ -186,6 +213,10 @@ class Lane:
                     t.prefetched[("identity", k)] = idents.get(k)
         return ok
 
+    async def read(self, fn: Callable[[Conn], T]) -> T:
+        """Run ``fn(conn)`` inside the open epoch (on SQLite without a thread hop)."""
+        return await self.call(lambda: self.t_read(fn), inline=True)
+
     def t_read(self, fn: Callable[[Conn], T]) -> T:
         if self.conn is None or not self.in_tx:
             raise StoreError("internal: read outside an epoch")
@@ -195,11 +226,14 @@ class Lane:
             self.poisoned = True
             raise self._fail(exc) from exc
 
-    def _t_end(self, txs: list[SqlTransaction]) -> None:
+    def _t_end(self, txs: list[SqlTransaction], *, commit: bool = True) -> None:
+        """Write the overlays of ``txs`` and commit (none: roll back). ``commit=False`` stops before the
+        COMMIT, which the caller then runs with :meth:`_t_commit` (SQLite: on a thread, for its fsync)."""
         if self.conn is None or not self.in_tx:
             return
         conn = self.conn
         d = self.dialect
+        ended = True
         try:
             if txs and self.poisoned:
                 raise StoreError("an earlier statement of this transaction failed; rolled back")
@@ -217,31 +251,63 @@ class Lane:
                         for table in ACCOUNT_TABLES:
                             conn.send(f"DELETE FROM {table}")
                     self.rows.apply(conn, merged, time.time())
-                    d.commit(conn)
+                    if commit:
+                        d.commit(conn)
+                ended = commit
             else:
                 d.rollback(conn)
         except BaseException as exc:
-            try:
-                d.rollback(conn)
-            except BaseException:
-                conn.broken = True
+            ended = True
+            self._t_rollback(conn)
             raise self._fail(exc) from exc
         finally:
-            self.in_tx = False
-            held, self.held = self.held, set()
-            if held and not conn.broken:
-                try:
-                    d.release_locks(conn, list(held))
-                except BaseException:
-                    conn.broken = True
+            if ended:
+                self._t_closed(conn)
+
+    def _t_commit(self) -> None:
+        """The COMMIT that ``_t_end(txs, commit=False)`` left."""
+        conn = self.conn
+        if conn is None or not self.in_tx:
+            raise StoreError("internal: commit outside an epoch")
+        try:
+            self.dialect.commit(conn)
+        except BaseException as exc:
+            self._t_rollback(conn)
+            raise self._fail(exc) from exc
+        finally:
+            self._t_closed(conn)
+
+    def _t_rollback(self, conn: Conn) -> None:
+        try:
+            self.dialect.rollback(conn)
+        except BaseException:
+            conn.broken = True
+
+    def _t_closed(self, conn: Conn) -> None:
+        """The epoch's database transaction has ended: release what it held."""
+        self.in_tx = False
+        held, self.held = self.held, set()
+        if held and not conn.broken:
+            try:
+                self.dialect.release_locks(conn, list(held))
+            except BaseException:
+                conn.broken = True
 
     # ------------------------------------------------------------------ epochs (trio side)
     async def join(self, tx: SqlTransaction) -> None:
         while True:
+            waited = False
             while self.closing:
+                waited = True
                 await self.epoch_end.wait(cancellable=True)
             self.members += 1
             try:
+                if waited:
+                    # woken with the others that waited for this epoch: let them all join it before any
+                    # of us can finish and close it (else each would commit alone)
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                if self._free() and self._admit_here(tx):
+                    return  # one writer per SQLite file: nothing to try again
                 admitted = await self.call(lambda: self._t_admit(tx), admit=tx)
             except BaseException:
                 await self._leave()
@@ -270,13 +336,22 @@ class Lane:
                 raise tx.commit_error
         else:
             await self._leave()
+            if self.dialect.inline:
+                # a read-only transaction may have run without a hop: still a checkpoint, as before
+                await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _end_epoch(self) -> None:
         self.closing = True
         txs, self.finished = self.finished, []
         ev = self.epoch_end
         try:
-            await self.call(lambda: self._t_end(txs))
+            if txs and self._free():
+                # SQLite: the statements here, only the COMMIT (its fsync) on a worker thread; while
+                # it runs, the transactions that arrive gather for the next epoch (group commit)
+                self._t_end(txs, commit=False)
+                await self.call(self._t_commit)
+            else:
+                await self.call(lambda: self._t_end(txs), inline=not txs)
         except BaseException as exc:
             err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc!r}")
             for t in txs:

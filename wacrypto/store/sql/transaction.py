@@ -93,7 +93,7 @@ class SqlTransaction:
             return self.prefetched[k]
         rows = self._rows
         lane = self._lane
-        return await lane.call(lambda: lane.t_read(lambda c: rows.read(c, table, key)))
+        return await lane.read(lambda c: rows.read(c, table, key))
 
     def _put(self, table: str, key: Any, value: Any) -> None:
         self.overlay[(table, key)] = value
@@ -104,7 +104,7 @@ class SqlTransaction:
         else:
             rows = self._rows
             lane = self._lane
-            keys = set(await lane.call(lambda: lane.t_read(lambda c: rows.keys(c, table))))
+            keys = set(await lane.read(lambda c: rows.keys(c, table)))
         for (t, k), v in self.overlay.items():
             if t == table:
                 if v is DELETED:
@@ -159,7 +159,7 @@ class SqlTransaction:
         while True:
             page: list[int] = []
             if not self.wiped:
-                page = await lane.call(lambda: lane.t_read(lambda c: rows.prekeys_not_handed_out(c, after, _PAGE)))
+                page = await lane.read(lambda c: rows.prekeys_not_handed_out(c, after, _PAGE))
             last = len(page) < _PAGE
             cands = {p for p in page if ("prekey", p) not in self.overlay and (HANDED, p) not in self.overlay}
             cands.update(m for m in mine if (after is None or m > after) and (last or m <= page[-1]))
@@ -185,7 +185,7 @@ class SqlTransaction:
         if self.wiped:
             return None
         rows, lane = self._rows, self._lane
-        return await lane.call(lambda: lane.t_read(lambda c: rows.prekey_to_hand_out(c, pid, any_state=any_state)))
+        return await lane.read(lambda c: rows.prekey_to_hand_out(c, pid, any_state=any_state))
 
     async def count_prekeys(self) -> int:
         return await self._count("prekey")
@@ -195,14 +195,14 @@ class SqlTransaction:
             handed = set(await self._keys(HANDED))
             return sum(1 for k in await self._keys("prekey") if k not in handed)
         rows, lane = self._rows, self._lane
-        return await lane.call(lambda: lane.t_read(lambda c: rows.count(c, "available")))
+        return await lane.read(lambda c: rows.count(c, "available"))
 
     async def _count(self, table: str) -> int:
         """Rows of ``table`` as this transaction sees them: a COUNT unless it wrote some."""
         if self.wiped or any(t == table for t, _ in self.overlay):
             return len(await self._keys(table))
         rows, lane = self._rows, self._lane
-        return await lane.call(lambda: lane.t_read(lambda c: rows.count(c, table)))
+        return await lane.read(lambda c: rows.count(c, table))
 
     async def load_signed_prekey(self, signed_prekey_id: int) -> bytes | None:
         v = await self._get("signed", int(signed_prekey_id))
@@ -242,7 +242,7 @@ class SqlTransaction:
             rows = self._rows
             lane = self._lane
             keys = list(missing)
-            found = await lane.call(lambda: lane.t_read(lambda c: rows.read_many(c, "session", keys)))
+            found = await lane.read(lambda c: rows.read_many(c, "session", keys))
             for ak, rec in found.items():
                 out[missing[ak]] = rec
         return out
@@ -307,7 +307,7 @@ class SqlTransaction:
         if not self.wiped:
             rows = self._rows
             lane = self._lane
-            found = await lane.call(lambda: lane.t_read(lambda c: rows.prunable(c, table, before)))
+            found = await lane.read(lambda c: rows.prunable(c, table, before))
             for k in found:
                 if (table, k) not in self.overlay:
                     self._put(table, k, DELETED)
@@ -339,7 +339,7 @@ class SqlTransaction:
             rows = self._rows
             lane = self._lane
             n = limit + sum(1 for v in pending.values() if v is DELETED)
-            base = await lane.call(lambda: lane.t_read(lambda c: rows.outbox_first(c, n, chats)))
+            base = await lane.read(lambda c: rows.outbox_first(c, n, chats))
         entries = {e.message_id: e for e in base if e.message_id not in pending}
         entries.update({k: v for k, v in pending.items() if v is not DELETED})
         out = sorted(entries.values(), key=lambda e: (e.created_at, e.message_id))
@@ -393,7 +393,7 @@ class SqlTransaction:
         found: dict[Any, bytes] = {}
         if not self.wiped:
             rows, lane = self._rows, self._lane
-            found = await lane.call(lambda: lane.t_read(lambda c: rows.of_name(c, table, name)))
+            found = await lane.read(lambda c: rows.of_name(c, table, name))
         out = {k: v for k, v in found.items() if (table, k) not in self.overlay}
         for (t, k), v in self.overlay.items():
             if t == table and v is not DELETED and (k[1] if table == "senderkey" else k).rpartition(".")[0] == name:
@@ -420,7 +420,7 @@ class SqlTransaction:
         if self.wiped:
             return mine
         rows, lane = self._rows, self._lane
-        found = await lane.call(lambda: lane.t_read(lambda c: rows.pns_for_lid(c, lid_user)))
+        found = await lane.read(lambda c: rows.pns_for_lid(c, lid_user))
         return mine + [p for p in found if ("lid", p) not in self.overlay]
 
     def _wipe(self) -> None:
