@@ -1,13 +1,17 @@
 """chatd's group commit: transactions inside ``ChatdDatabase.batch`` are savepoints of one database
 transaction (a failing one rolls back alone, the rest commits once); the Committer runs queued calls
-in such batches off the event loop and acts on their results only after the commit, in order."""
+in such batches (their statements on the event loop, the COMMIT on a worker thread) and acts on their
+results only after the commit, in order."""
 
 from __future__ import annotations
 
 import functools
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -141,24 +145,15 @@ def test_committed_state_is_the_calls_that_succeeded(tmp_path_factory: pytest.Te
     db.close()
 
 
-async def test_calls_left_when_the_committer_stops_fail_instead_of_waiting_forever(tmp_path: Path) -> None:
-    # cancelled while a batch runs and more are queued: the queued calls (and a batch that never
-    # started) get StoreError, none of them committed; afterwards call and submit raise at once
-    db = ChatdDatabase(tmp_path / "chatd.db")
-    committer = Committer(db, max_batch=1)
-    started = trio.Event()
-    token = trio.lowlevel.current_trio_token()
+async def _cancelled_with_calls_queued(db: ChatdDatabase, committer: Committer, while_first: Callable[[], Any],
+                                       then: Callable[[], object]) -> dict[str, object]:
+    """Call "first"; once ``while_first()`` says its batch is under way, queue q1 and q2, cancel the
+    committer, run ``then``; what each call gave."""
     results: dict[str, object] = {}
 
-    def slow() -> None:
-        token.run_sync_soon(started.set)
-        _put(db, "slow")
-        import time
-        time.sleep(0.3)
-
-    async def caller(name: str, fn: Callable[[], None]) -> None:
+    async def caller(name: str) -> None:
         try:
-            results[name] = await committer.call(fn)
+            results[name] = await committer.call(functools.partial(_put, db, name))
         except StoreError as exc:
             results[name] = exc
 
@@ -166,19 +161,64 @@ async def test_calls_left_when_the_committer_stops_fail_instead_of_waiting_forev
         async with trio.open_nursery() as outer:
             async with trio.open_nursery() as inner:
                 await inner.start(committer.run)
-                outer.start_soon(caller, "slow", slow)
-                await started.wait()
+                outer.start_soon(caller, "first")
+                while not while_first():
+                    await trio.sleep(0.01)
                 for name in ("q1", "q2"):
-                    outer.start_soon(caller, name, functools.partial(_put, db, name))
+                    outer.start_soon(caller, name)
                 await trio.sleep(0.05)
                 inner.cancel_scope.cancel()
-    assert results["slow"] is None  # its batch had started: it ran to its commit
+                then()
+    return results
+
+
+def _after_the_cancel(db: ChatdDatabase, results: dict[str, object]) -> None:
+    assert results["first"] is None  # its batch had started: it ran to its commit
     assert isinstance(results["q1"], StoreError) and isinstance(results["q2"], StoreError)
-    assert _ids(db) == ["slow"]
+    assert _ids(db) == ["first"]
+
+
+async def test_calls_left_when_the_committer_stops_during_a_commit_fail_instead_of_waiting(tmp_path: Path) -> None:
+    # cancelled while a batch's COMMIT runs on its thread and more are queued: the batch commits,
+    # the queued calls get StoreError (none committed); afterwards call and submit raise at once
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    committer = Committer(db, max_batch=1)
+    committing = threading.Event()
+    real_commit = db.commit_batch
+
+    def slow_commit() -> None:  # the real COMMIT, after a pause (a slow disk)
+        committing.set()
+        time.sleep(0.3)
+        real_commit()
+
+    db.commit_batch = slow_commit  # type: ignore[method-assign]
+    results = await _cancelled_with_calls_queued(db, committer, committing.is_set, lambda: None)
+    _after_the_cancel(db, results)
     with pytest.raises(StoreError):
         await committer.call(functools.partial(_put, db, "late"))
     with pytest.raises(StoreError):
         await committer.submit(functools.partial(_put, db, "late"), lambda _: None)
+
+
+async def test_calls_left_when_the_committer_stops_waiting_for_the_file_lock_fail_too(tmp_path: Path) -> None:
+    # another process holds the file's write lock: the batch waits for it on a thread; cancelled
+    # meanwhile, it still runs and commits once the lock is free, the queued calls get StoreError
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    committer = Committer(db, max_batch=1)
+    other = sqlite3.connect(tmp_path / "chatd.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    polls = 0
+
+    def waiting() -> bool:  # the first batch has had time to start waiting on its thread
+        nonlocal polls
+        polls += 1
+        return polls > 10
+
+    try:
+        results = await _cancelled_with_calls_queued(db, committer, waiting, lambda: other.execute("ROLLBACK"))
+    finally:
+        other.close()
+    _after_the_cancel(db, results)
 
 
 async def test_a_failing_commit_fails_its_calls_and_ends_the_committer(tmp_path: Path) -> None:
@@ -217,3 +257,27 @@ async def test_a_failing_commit_fails_its_calls_and_ends_the_committer(tmp_path:
     assert len(got) == 1 and isinstance(got[0], StoreError)
     db._db = db._db.conn  # type: ignore[attr-defined]
     assert _ids(db) == []  # nothing of the batch was kept
+
+
+def test_a_batch_awaiting_its_commit_keeps_other_threads_waiting(tmp_path: Path) -> None:
+    # the statements ran on this thread, the COMMIT has not yet: a transaction of another thread
+    # waits for it (it would otherwise begin inside the batch's open transaction), then sees it
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    assert db.open_batch()
+    _put(db, "a")
+    db.pause_batch()
+    seen: list[list[str]] = []
+    reader = threading.Thread(target=lambda: seen.append(_ids(db)))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive() and not seen  # waiting
+    committer = threading.Thread(target=db.commit_batch)
+    committer.start()
+    committer.join(5)
+    reader.join(5)
+    assert seen == [["a"]]
+    # a batch dropped instead: nothing of it kept, the database goes on
+    assert db.open_batch()
+    _put(db, "b")
+    db.abort_batch()
+    assert _ids(db) == ["a"]

@@ -47,6 +47,7 @@ __all__ = ["ChatdDatabase", "ChatdTx", "DeviceRecord", "GroupRecord", "Queued", 
 
 SCHEMA_VERSION: Final = 3  # 3: lids (2 -> 3 only adds that table)
 LID_BASE: Final = 100_000_000_000_000  # the first LID user number the server hands out
+_BUSY_TIMEOUT_MS: Final = 30_000  # wait this long for the file's write lock (another process: a CLI)
 
 _MAILBOX: Final = """
 CREATE TABLE IF NOT EXISTS mailbox (
@@ -416,7 +417,8 @@ class ChatdDatabase:
         if self.path != ":memory:" and not Path(self.path).parent.is_dir():
             raise InvalidArgumentError(f"chatd database folder does not exist: {Path(self.path).parent}")
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=_BUSY_TIMEOUT_MS / 1000)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -436,6 +438,10 @@ class ChatdDatabase:
             raise StoreError(f"cannot open the chatd database {self.path}: {exc}") from None
         self._lock = threading.RLock()  # re-entered by the transactions of a batch
         self._batch_depth = 0
+        # a batch whose statements ran (open_batch .. pause_batch) and whose COMMIT has not yet:
+        # nothing else may begin on the connection meanwhile (it waits on _idle)
+        self._awaiting_commit = False
+        self._idle = threading.Condition(self._lock)
 
     def close(self) -> None:
         self._db.close()
@@ -463,6 +469,7 @@ class ChatdDatabase:
         Inside :meth:`batch` (the same thread) it is a savepoint of the batch's transaction instead:
         rolled back alone when it raises or aborts, committed with the batch."""
         with self._lock:
+            self._wait_idle()
             try:
                 c = self._db.cursor()
                 nested = self._batch_depth > 0
@@ -499,6 +506,7 @@ class ChatdDatabase:
                 finally:
                     self._batch_depth -= 1
                 return
+            self._wait_idle()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
@@ -522,6 +530,73 @@ class ChatdDatabase:
                 except sqlite3.DatabaseError:
                     pass
                 raise StoreError(f"chatd database: the batch did not commit: {exc}") from None
+
+    def _wait_idle(self) -> None:
+        """(Lock held) wait until no batch awaits its COMMIT; a batch's own transactions never wait."""
+        while self._awaiting_commit and not self._batch_depth:
+            self._idle.wait()
+
+    # A batch in two steps, for a caller on an event loop: the statements there (open_batch, the
+    # transactions, pause_batch), the COMMIT and its fsync on a worker thread (commit_batch).
+    def open_batch(self) -> bool:
+        """Begin a batch on this thread if the file's write lock is free at once (False: it is not,
+        nothing begun: use :meth:`batch` on a thread, which waits for it). The transactions opened
+        on this thread until :meth:`pause_batch` are its savepoints; :meth:`abort_batch` drops it."""
+        self._lock.acquire()
+        try:
+            if self._batch_depth or self._awaiting_commit:
+                self._lock.release()
+                return False
+            self._db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    self._lock.release()
+                    return False
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        except sqlite3.DatabaseError as exc:
+            self._lock.release()
+            raise StoreError(f"chatd database: {exc}") from None
+        except BaseException:
+            self._lock.release()
+            raise
+        self._batch_depth = 1
+        return True  # the lock stays held by this thread until pause_batch or abort_batch
+
+    def pause_batch(self) -> None:
+        """The batch's statements are done (this thread): :meth:`commit_batch` must follow."""
+        self._batch_depth = 0
+        self._awaiting_commit = True
+        self._lock.release()
+
+    def abort_batch(self) -> None:
+        """Instead of :meth:`pause_batch`: roll the open batch back (this thread)."""
+        self._batch_depth = 0
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            pass
+        finally:
+            self._lock.release()
+
+    def commit_batch(self) -> None:
+        """COMMIT the paused batch (any thread; one fsync). If it fails it raises
+        :class:`StoreError` and nothing of the batch is kept."""
+        with self._lock:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass
+                raise StoreError(f"chatd database: the batch did not commit: {exc}") from None
+            finally:
+                self._awaiting_commit = False
+                self._idle.notify_all()
 
     # ----------------------------------------------------------------- one transaction each
     def register_device(self, rec: DeviceRecord, *, now: float) -> None:
