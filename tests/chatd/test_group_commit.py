@@ -5,6 +5,7 @@ results only after the commit, in order."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
@@ -281,3 +282,42 @@ def test_a_batch_awaiting_its_commit_keeps_other_threads_waiting(tmp_path: Path)
     _put(db, "b")
     db.abort_batch()
     assert _ids(db) == ["a"]
+
+
+async def test_a_read_on_the_event_loop_while_a_batch_commits_waits_only_for_that_commit(tmp_path: Path) -> None:
+    # a transaction opened on the loop's thread (the demo reads chatd's database in process) while a
+    # batch awaits its COMMIT waits for it, on its already started thread; it must never wait for a
+    # thread that only the (now blocked) loop could start
+    db = ChatdDatabase(tmp_path / "chatd.db")
+    committer = Committer(db)
+    seen: list[list[str]] = []
+    finished = threading.Event()
+    deadlocked = threading.Event()
+
+    def watchdog() -> None:  # breaks a deadlock after 5 s so that the test can fail instead of hang
+        if not finished.wait(5):
+            deadlocked.set()
+            with db._lock:
+                db._rollback_quietly()
+                db._awaiting_commit = False
+                db._idle.notify_all()
+
+    async def reader() -> None:
+        while not db._awaiting_commit:
+            await trio.lowlevel.checkpoint()
+        threading.Thread(target=watchdog, daemon=True).start()
+        seen.append(_ids(db))  # on the trio thread
+        finished.set()
+
+    with contextlib.suppress(StoreError):  # (after a broken deadlock the batch's COMMIT fails)
+        async with trio.open_nursery() as n:
+            await n.start(committer.run)
+            n.start_soon(reader)
+            await trio.lowlevel.checkpoint()
+            await committer.call(functools.partial(_put, db, "a"))
+            with trio.fail_after(10):
+                while not seen:
+                    await trio.sleep(0.01)
+            n.cancel_scope.cancel()
+    assert not deadlocked.is_set()
+    assert seen == [["a"]]  # it waited for the commit, then saw it

@@ -24,13 +24,15 @@ commit"): no waiter is left waiting; a call or submit after that raises at once.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Generic, TypeVar, final
 
 import trio
+from trio.lowlevel import enable_ki_protection
 
 from wacrypto.chatd.db import ChatdDatabase
 from wacrypto.errors import InvalidArgumentError, StoreError
+from wacrypto.store.sql.sync import uncancellable_thread_call
 
 __all__ = ["Committer", "Outcome"]
 
@@ -121,6 +123,7 @@ class Committer:
         self._queue.append(c)
         self._wake.set()
 
+    @enable_ki_protection  # see _run_here
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.running = True
         task_status.started()
@@ -136,18 +139,9 @@ class Committer:
                 n = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._space.set()
-                if self.db.open_batch():
-                    # the statements here (microseconds each, from the page cache: far less than a
-                    # thread hop), only the COMMIT and its fsync on a worker thread
-                    try:
-                        for c in batch:
-                            c.run()
-                    except BaseException:
-                        self.db.abort_batch()
-                        raise
-                    self.db.pause_batch()
-                    with trio.CancelScope(shield=True):
-                        await trio.to_thread.run_sync(self.db.commit_batch)
+                committing = self._run_here(batch)
+                if committing is not None:
+                    await committing  # the COMMIT on its thread (uncancellable)
                 else:  # another process holds the write lock: wait for it on the thread
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(self._run_batch, batch)
@@ -171,6 +165,29 @@ class Committer:
                     _finish(c, Outcome(None, lost))
             self._queue.clear()
             self._space.set()
+
+    @enable_ki_protection  # a Ctrl-C waits until the batch is consistent (committing or rolled back)
+    def _run_here(self, batch: list[_Call[Any]]) -> Awaitable[Any] | None:
+        """Run the batch's statements on this (the event loop's) thread: microseconds each from the
+        page cache, far less than a thread hop. Returns the wait for its COMMIT, already started on a
+        worker thread before anything else runs on the loop; None (nothing run) when another process
+        holds the file's write lock."""
+        db = self.db
+        if not db.open_batch():
+            return None
+        try:
+            for c in batch:
+                c.run()
+        except BaseException:
+            db.abort_batch()
+            raise
+        db.pause_batch()
+        try:
+            waiting: Awaitable[Any] = uncancellable_thread_call(db.commit_batch)
+            return waiting
+        except BaseException:  # no thread could start
+            db.drop_paused_batch()
+            raise
 
     def _run_batch(self, batch: list[_Call[Any]]) -> None:
         with self.db.batch():

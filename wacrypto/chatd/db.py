@@ -537,34 +537,48 @@ class ChatdDatabase:
             self._idle.wait()
 
     # A batch in two steps, for a caller on an event loop: the statements there (open_batch, the
-    # transactions, pause_batch), the COMMIT and its fsync on a worker thread (commit_batch).
+    # transactions, pause_batch), the COMMIT and its fsync on a worker thread (commit_batch), started
+    # before the loop runs anything else: a transaction the loop's thread opens meanwhile waits for
+    # that COMMIT (briefly), and never for a thread the loop itself would have had to start.
     def open_batch(self) -> bool:
         """Begin a batch on this thread if the file's write lock is free at once (False: it is not,
         nothing begun: use :meth:`batch` on a thread, which waits for it). The transactions opened
         on this thread until :meth:`pause_batch` are its savepoints; :meth:`abort_batch` drops it."""
         self._lock.acquire()
+        begun = False
         try:
             if self._batch_depth or self._awaiting_commit:
-                self._lock.release()
                 return False
             self._db.execute("PRAGMA busy_timeout = 0")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                begun = True
             except sqlite3.OperationalError as exc:
-                if (exc.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    self._lock.release()
-                    return False
-                raise
+                if (exc.sqlite_errorcode & 0xFF) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
             finally:
                 self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         except sqlite3.DatabaseError as exc:
+            if begun:
+                self._rollback_quietly()
             self._lock.release()
             raise StoreError(f"chatd database: {exc}") from None
         except BaseException:
+            if begun:
+                self._rollback_quietly()
             self._lock.release()
             raise
+        if not begun:
+            self._lock.release()
+            return False
         self._batch_depth = 1
         return True  # the lock stays held by this thread until pause_batch or abort_batch
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            pass
 
     def pause_batch(self) -> None:
         """The batch's statements are done (this thread): :meth:`commit_batch` must follow."""
@@ -576,11 +590,18 @@ class ChatdDatabase:
         """Instead of :meth:`pause_batch`: roll the open batch back (this thread)."""
         self._batch_depth = 0
         try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.DatabaseError:
-            pass
+            self._rollback_quietly()
         finally:
             self._lock.release()
+
+    def drop_paused_batch(self) -> None:
+        """Instead of :meth:`commit_batch` (its thread could not start): roll the paused batch back."""
+        with self._lock:
+            try:
+                self._rollback_quietly()
+            finally:
+                self._awaiting_commit = False
+                self._idle.notify_all()
 
     def commit_batch(self) -> None:
         """COMMIT the paused batch (any thread; one fsync). If it fails it raises

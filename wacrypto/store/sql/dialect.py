@@ -233,7 +233,11 @@ class SQLiteDialect(Dialect):
                 return False
             raise
         finally:
-            raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            try:
+                raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            except BaseException:
+                conn.broken = True  # its state is unknown (a transaction may be open): never reused
+                raise
 
     def connect(self) -> Conn:
         found = tuple(int(x) for x in sqlite3.sqlite_version.split("."))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
+from trio.lowlevel import enable_ki_protection
 
 from wacrypto.errors import StoreError
 from wacrypto.store.sql.dialect import Conn, Dialect
@@ -72,6 +73,7 @@ class Lane:
         conn = self.conn
         return self.dialect.inline and not self.busy and conn is not None and not conn.broken
 
+    @enable_ki_protection  # its statements may run on the trio thread: Ctrl-C waits for them
     async def call(self, fn: Callable[[], T], admit: SqlTransaction | None = None, *, inline: bool = False) -> T:
         # Every wait in here is uncancellable (a request, once queued, runs to completion).
         if inline and self._free():
@@ -294,6 +296,7 @@ class Lane:
                 conn.broken = True
 
     # ------------------------------------------------------------------ epochs (trio side)
+    @enable_ki_protection  # its statements may run on the trio thread: Ctrl-C waits for them
     async def join(self, tx: SqlTransaction) -> None:
         while True:
             waited = False
@@ -325,6 +328,7 @@ class Lane:
         if self.members == 0:
             await self._end_epoch()
 
+    @enable_ki_protection  # its statements may run on the trio thread: Ctrl-C waits for them
     async def finish(self, tx: SqlTransaction, success: bool) -> None:
         if success and tx.has_writes():
             self.finished.append(tx)
@@ -349,7 +353,15 @@ class Lane:
                 # SQLite: the statements here, only the COMMIT (its fsync) on a worker thread; while
                 # it runs, the transactions that arrive gather for the next epoch (group commit)
                 self._t_end(txs, commit=False)
-                await self.call(self._t_commit)
+                try:
+                    await self.call(self._t_commit)
+                except BaseException:
+                    if self.in_tx and self.conn is not None:
+                        # the COMMIT never ran (no thread could start): drop what the epoch wrote, so
+                        # a later epoch cannot commit what these transactions were told failed
+                        self._t_rollback(self.conn)
+                        self._t_closed(self.conn)
+                    raise
             else:
                 await self.call(lambda: self._t_end(txs), inline=not txs)
         except BaseException as exc:
