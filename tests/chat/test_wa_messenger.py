@@ -749,3 +749,38 @@ async def test_a_stanza_too_large_for_a_frame_fails_its_sender_not_the_connectio
             await _handled(b, "still connected")
             assert a.m.client.connections == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_acks_that_come_close_together_leave_the_outbox_in_one_commit(tmp_path: Path) -> None:
+    # ten sends one after another: their server acks come a few ms apart, and at a low rate each
+    # would cost an fsync of its own; they leave the outbox together (ACK_COALESCE), none resent
+    chatd = Chatd(tmp_path / "chatd.db")
+    alice = await _new_device(tmp_path, "15550000001")
+    bob = await _new_device(tmp_path, "15550000002")
+    async with trio.open_nursery() as nursery:
+        await chatd.start(nursery)
+        async with running(alice, chatd) as a, running(bob, chatd) as b:
+            await a.m.send_text(bob.jid, "first")  # sessions, device lists: not counted
+            await _handled(b, "first")
+            await drained(a)
+            lane = a.store._lanes[0]  # type: ignore[attr-defined]
+            assert lane.conn is not None
+            statements: list[str] = []
+            lane.conn.raw.set_trace_callback(statements.append)
+            sent_before = a.m.sent
+            for i in range(10):
+                await a.m.send_text(bob.jid, f"m{i}")
+            await drained(a)
+            lane.conn.raw.set_trace_callback(None)
+            for i in range(10):
+                await _handled(b, f"m{i}")
+            discarding = 0  # commits that took acknowledged messages out of the outbox
+            deleting = False
+            for q in statements:
+                deleting = deleting or q.startswith("DELETE FROM wa_outbox")
+                if q.strip().upper() == "COMMIT":
+                    discarding += deleting
+                    deleting = False
+            assert 1 <= discarding <= 3, statements
+            assert a.m.sent - sent_before == 10  # nothing sent twice while its ack waited
+        nursery.cancel_scope.cancel()

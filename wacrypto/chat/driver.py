@@ -66,7 +66,12 @@ class ConnectionDriver:
 
     async def flush(self) -> None:
         await self.gate()
-        async with self._lock:
+        lock = self._lock
+        try:
+            lock.acquire_nowait()  # free (the common case): no scheduler pass just for the lock
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             data = self.conn.data_to_send()
             if data:
                 try:
@@ -75,6 +80,8 @@ class ConnectionDriver:
                     err = ConnectionClosedError(f"connection lost while sending: {exc or type(exc).__name__}")
                     self.conn.fail(err)
                     raise err from exc
+        finally:
+            lock.release()
 
     def _rearm(self) -> None:
         scope = self._timer_scope

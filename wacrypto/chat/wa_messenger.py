@@ -158,6 +158,8 @@ IQ_TIMEOUT: Final = 20.0
 RESEND_AFTER: Final = 30.0  # seconds: what is unacknowledged and not in flight is sent again
 _NACK_RETRY_FIRST: Final = 0.25  # seconds after a nack that may pass before the outbox goes again (doubling)
 OUTBOX_BATCH: Final = 500  # outbox rows read at a time
+ACK_COALESCE: Final = 0.05  # seconds server acks wait to leave the outbox together (one commit for them)
+_ACK_BATCH: Final = 256  # ... unless this many are waiting
 _FINAL_NACKS: Final = frozenset({"487", "488", "491"})  # malformed, unacceptable, bad protobuf: never taken
 SENT_RETENTION: Final = 7 * 86400.0  # seconds a sent plaintext is kept for retry receipts
 SIGNED_PREKEY_MAX_AGE: Final = 7 * 86400.0
@@ -373,7 +375,7 @@ class WaMessenger:
         self._no_lid: set[str] = set()  # phone-number users the store has no LID for (until learn_lid)
         self._devices: dict[str, tuple[list[int], bytes | None]] = {}  # the stored device lists, as read/written
         self._phash_ok: dict[str, str] = {}  # chat -> the server's participant hash our lists matched last
-        self._acks: list[str] = []  # acked message ids, not yet removed from the outbox
+        self._acks: list[tuple[str, float]] = []  # (acked message id, when), not yet out of the outbox
         self._ack_wake = trio.Event()
         self._nack_backoff = 0.0  # seconds: the wait after the last passing nack (0: none lately)
         self._nacked: set[str] = set()  # ids refused by a passing nack since one of them got through
@@ -716,8 +718,23 @@ class WaMessenger:
 
     async def pending(self) -> int:
         """Sent messages the server has not acknowledged yet (a striped worker: of its own chats)."""
-        async with self.store.transaction() as tx:
+        async with self._outbox_tx() as tx:
             return (await self._outbox_share(tx))[0]
+
+    @asynccontextmanager
+    async def _outbox_tx(self) -> AsyncIterator[Transaction]:
+        """A transaction that first takes the acknowledged messages still waiting for the ack writer
+        (``ACK_COALESCE``) out of the outbox, so that what it reads of the outbox is exact."""
+        acks, self._acks = self._acks, []
+        try:
+            async with self.store.transaction() as tx:
+                if acks:
+                    await tx.outbox_discard([mid for mid, _ in acks])
+                yield tx
+        except BaseException:
+            self._acks[:0] = acks  # not taken out: the ack writer will
+            raise
+        self._acked(acks)
 
     async def _outbox_share(self, tx: Transaction) -> tuple[int, OutboxEntry | None]:
         """The depth of this worker's share of the outbox (all of it, unless striped) and its oldest entry."""
@@ -730,7 +747,7 @@ class WaMessenger:
     async def health(self) -> WaHealth:
         """Connection state, outbox depth and oldest age, prekeys left, retry counts (also the
         ``wacrypto_outbox_depth`` gauge)."""
-        async with self.store.transaction() as tx:
+        async with self._outbox_tx() as tx:
             depth, oldest = await self._outbox_share(tx)
             local = await tx.count_available_prekeys()
         age = max(0.0, self._clock() - oldest.created_at) if oldest is not None else 0.0
@@ -1060,7 +1077,7 @@ class WaMessenger:
                 if node.tag == "ack" and node.attrs.get("class") == "message":
                     if node.attrs.get("error") is None:
                         mid = node.attrs.get("id", "")
-                        self._acks.append(mid)  # removed in bulk by _ack_writer
+                        self._acks.append((mid, self._clock()))  # removed in bulk by _ack_writer
                         self._ack_wake.set()
                         if mid in self._nacked:  # one that was refused got through: no more backing off
                             self._nacked.clear()
@@ -1197,23 +1214,27 @@ class WaMessenger:
                     self._more_in_outbox = True
 
     async def _ack_writer(self) -> None:
-        """Take acknowledged messages out of the outbox, every ack that came meanwhile in one
-        transaction. (An ack lost to a crash before this commit only means a resend, which the
-        server acks again without delivering it twice.)"""
+        """Take acknowledged messages out of the outbox, the acks of up to ``ACK_COALESCE`` seconds in
+        one transaction: at a low rate every ack would otherwise cost a commit (an fsync) of its own.
+        (An ack lost to a crash before this commit only means a resend, which the server acks again
+        without delivering it twice; until the commit the message counts as in flight, not resent.)"""
         while True:
             await self._ack_wake.wait()
+            if len(self._acks) < _ACK_BATCH:
+                await trio.sleep(ACK_COALESCE)
             self._ack_wake = trio.Event()
             acks, self._acks = self._acks, []
             async with self.store.transaction() as tx:
-                await tx.outbox_discard(acks)
+                await tx.outbox_discard([mid for mid, _ in acks])
             self._acked(acks)
             if self._more_in_outbox:  # the flusher stopped at a page of messages all in flight
                 self._more_in_outbox = False
                 self._reload = True
                 self._flush_wake.set()
 
-    def _acked(self, mids: Iterable[str]) -> None:
-        for mid in mids:
+    def _acked(self, acks: Iterable[tuple[str, float]]) -> None:
+        """``acks``: (message id, when its ack arrived), now out of the outbox."""
+        for mid, at in acks:
             if mid not in self._inflight:
                 continue  # (not sent on this connection: counted when it was)
             self._inflight.discard(mid)
@@ -1222,7 +1243,7 @@ class WaMessenger:
             if self.metrics is not None:
                 self.metrics.acked.inc()
                 if sent_at is not None:
-                    self.metrics.send_latency.observe(max(0.0, self._clock() - sent_at))
+                    self.metrics.send_latency.observe(max(0.0, at - sent_at))
 
     async def _on_nack(self, node: Node) -> None:
         mid = node.attrs.get("id", "")
