@@ -188,3 +188,16 @@ def test_ctrl_c_during_a_statement_on_the_loop_is_still_a_keyboard_interrupt(tmp
 
     with pytest.raises(KeyboardInterrupt):  # not a StoreError, and not swallowed
         trio.run(main)
+
+
+async def test_a_transaction_the_store_was_closed_under_fails_instead_of_returning(tmp_path: Path) -> None:
+    s = await _store(tmp_path)
+    with pytest.raises(StoreError, match="closed"):
+        async with s.transaction(Address("bob", 1)) as tx:
+            await tx.get_meta("warm")
+            await s.aclose()  # another task shuts the store down meanwhile
+            await tx.set_meta("k", b"v")
+    s2 = await open_store(f"sqlite:///{tmp_path / 'k.db'}")
+    async with s2.transaction() as tx:
+        assert await tx.get_meta("k") is None
+    await s2.aclose()

@@ -88,7 +88,15 @@ class Lane:
             try:
                 await trio.lowlevel.cancel_shielded_checkpoint()  # let transactions woken together queue theirs
                 batch, self.pending = self.pending, []
-                await uncancellable_thread_call(lambda: self._run_batch(batch))
+                try:
+                    await uncancellable_thread_call(lambda: self._run_batch(batch))
+                except BaseException as exc:  # no thread could start: every request of it gets the error
+                    for r in batch:
+                        if not r.done:
+                            r.error = exc if isinstance(exc, Exception) else StoreError(f"store hop failed: {exc!r}")
+                            r.done = True
+                    if not isinstance(exc, Exception):
+                        raise
             finally:
                 self.busy = False
                 ev, self.hop_done = self.hop_done, Gate()
@@ -232,6 +240,8 @@ class Lane:
         """Write the overlays of ``txs`` and commit (none: roll back). ``commit=False`` stops before the
         COMMIT, which the caller then runs with :meth:`_t_commit` (SQLite: on a thread, for its fsync)."""
         if self.conn is None or not self.in_tx:
+            if txs:  # the store was closed under them: they must not return as if committed
+                raise StoreError("the store was closed before this transaction committed")
             return
         conn = self.conn
         d = self.dialect
