@@ -516,20 +516,18 @@ class ChatdDatabase:
                 yield
             except BaseException:
                 self._batch_depth = 0
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.DatabaseError:
-                    pass
+                self._rollback_quietly()
                 raise
             self._batch_depth = 0
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.DatabaseError:
-                    pass
-                raise StoreError(f"chatd database: the batch did not commit: {exc}") from None
+            self._commit_or_raise()
+
+    def _commit_or_raise(self) -> None:
+        """(Lock held) COMMIT the batch's transaction; if that fails, roll back and raise StoreError."""
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self._rollback_quietly()
+            raise StoreError(f"chatd database: the batch did not commit: {exc}") from None
 
     def _wait_idle(self) -> None:
         """(Lock held) wait until no batch awaits its COMMIT; a batch's own transactions never wait."""
@@ -608,13 +606,7 @@ class ChatdDatabase:
         :class:`StoreError` and nothing of the batch is kept."""
         with self._lock:
             try:
-                self._db.execute("COMMIT")
-            except sqlite3.DatabaseError as exc:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.DatabaseError:
-                    pass
-                raise StoreError(f"chatd database: the batch did not commit: {exc}") from None
+                self._commit_or_raise()
             finally:
                 self._awaiting_commit = False
                 self._idle.notify_all()
