@@ -234,6 +234,12 @@ def write_results(out: Path, name: str, res: dict[str, Any], text: str) -> None:
     print(text)
 
 
+def _cpu_per_msg(r: dict[str, Any]) -> float:
+    """Milliseconds of CPU, every process of the row together, per message."""
+    cpu = r["cpu"]
+    return 1e3 * sum(cpu.get(k, 0.0) for k in ("chatd", "A", "B", "postgres")) / max(1, r["msgs_per_s"])
+
+
 def _pct(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * q))] * 1e3, 2)
 
@@ -303,7 +309,7 @@ def render(res: dict[str, Any]) -> str:
         "latency: send_text start in A -> mark_handled returned in B",
         "",
         f"{'row':<13}{'C':>3}{'window':>7}{'offered':>8}{'msgs/s':>9}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'send p50':>10}"
-        f"   cpu: chatd    A    B   pg (cores)  busy",
+        f"   cpu: chatd    A    B   pg (cores)  busy  cpu ms/msg",
     ]
     for c, w, rate in sorted({(int(k.split("/")[1]), int(k.split("/")[2]), k.split("/")[3]) for k in res["rows"]},
                              key=lambda t: (float(t[2]) > 0, t[0], t[1])):
@@ -317,8 +323,10 @@ def render(res: dict[str, Any]) -> str:
             offered = "max" if float(rate) == 0 else rate
             lines.append(f"{kind:<13}{c:>3}{w:>7}{offered:>8}{r['msgs_per_s']:>9}{ratio:>9}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                          f"{r['send_p50_ms']:>10.2f}{cpu['chatd']:>13.2f}{cpu['A']:>5.2f}{cpu['B']:>5.2f}"
-                         f"{cpu.get('postgres', 0):>5.2f}{cpu.get('busy', 0) * 100:>13.0f}%")
+                         f"{cpu.get('postgres', 0):>5.2f}{cpu.get('busy', 0) * 100:>13.0f}%{_cpu_per_msg(r):>12.2f}")
     lines += ["", "floor: the same JSON-lines processes, ChatClient envelopes through chatd's relay (no Signal, no store)",
+              "cpu ms/msg: the CPU all the row's processes used (chatd, A, B, PostgreSQL) per message, steadier than "
+              "msgs/s on a noisy machine",
               "sqlite / postgresql: wacrypto wa-client (WaMessenger), chatd run --database (SQLite, synchronous=FULL)",
               "pg: the PostgreSQL server's processes; busy: the share of the machine's cores in use during the row"]
     return "\n".join(lines) + "\n"
