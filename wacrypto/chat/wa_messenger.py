@@ -741,8 +741,8 @@ class WaMessenger:
         if self._mine is None:
             oldest = await tx.outbox_list(limit=1)
             return await tx.count_outbox(), oldest[0] if oldest else None
-        mine = await tx.outbox_list(limit=1 << 30, chats=self._mine)  # (the stripe function is ours, not SQL's)
-        return len(mine), mine[0] if mine else None
+        oldest = await tx.outbox_list(limit=1, chats=self._mine)  # (the stripe function is ours, not SQL's)
+        return await tx.count_outbox(chats=self._mine), oldest[0] if oldest else None
 
     async def health(self) -> WaHealth:
         """Connection state, outbox depth and oldest age, prekeys left, retry counts (also the

@@ -219,8 +219,10 @@ class MemoryTransaction:
         entries.sort(key=lambda e: (e.created_at, e.message_id))
         return entries[:limit]
 
-    async def count_outbox(self) -> int:
-        return len(self._keys("outbox"))
+    async def count_outbox(self, *, chats: Callable[[str], bool] | None = None) -> int:
+        if chats is None:
+            return len(self._keys("outbox"))
+        return sum(1 for k in self._keys("outbox") if chats(self._get("outbox", k).address))
 
     # session health: sent plaintexts, retry counters, PN -> LID
     async def sent_put(self, msg: SentMessage) -> None:

@@ -187,7 +187,9 @@ class Transaction(Protocol):
     async def outbox_list(self, limit: int = 1000, *, chats: Callable[[str], bool] | None = None) -> list[OutboxEntry]:
         """The oldest ``limit`` entries (by commit time, then id); ``chats``: only those whose
         ``address`` (the chat) it accepts (a scale-out worker reads its stripe's)."""
-    async def count_outbox(self) -> int: ...
+    async def count_outbox(self, *, chats: Callable[[str], bool] | None = None) -> int:
+        """Outbox entries (``chats``: of the chats it accepts, as in :meth:`outbox_list`, reading
+        only their addresses: a scale-out worker's outbox depth)."""
 
     # -- session health on WhatsApp: sent plaintexts, retry counters, PN -> LID
     async def sent_put(self, msg: SentMessage) -> None:

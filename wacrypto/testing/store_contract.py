@@ -278,8 +278,11 @@ async def _outbox_of_some_chats(store: KeyStore, factory: StoreFactory) -> None:
         _eq([e.message_id for e in await tx.outbox_list(chats=want)], ["new", "late"],
             "outbox_list(chats=) with this transaction's writes")
         _eq(len(await tx.outbox_list(limit=5000, chats=lambda c: c == theirs)), 1202, "the other chats' share")
+        _eq((await tx.count_outbox(chats=want), await tx.count_outbox(chats=lambda c: c == theirs)), (2, 1202),
+            "count_outbox(chats=) with this transaction's writes")
     async with store.transaction() as tx:
         _eq([e.message_id for e in await tx.outbox_list(chats=want)], ["new", "late"], "outbox_list(chats=) committed")
+        _eq(await tx.count_outbox(chats=want), 2, "count_outbox(chats=) committed")
         _eq([e.message_id for e in await tx.outbox_list(limit=2)], ["t0000", "tie-a"], "outbox_list unfiltered (by time, then id)")
 
 

@@ -244,6 +244,10 @@ class Rows:
             rows = conn.query(sql + " WHERE created_at > ? OR (created_at = ? AND message_id > ?)" + order,
                               [at, at, mid, page])
 
+    def outbox_chats(self, conn: Conn) -> dict[str, str]:
+        """message id -> chat of every outbox entry (no body read, none opened)."""
+        return {bytes(m).decode(): bytes(a).decode() for m, a in conn.query("SELECT message_id, address FROM wa_outbox")}
+
     def prunable(self, conn: Conn, table: str, before: float) -> list[Any]:
         """Keys of the rows ``prune_received`` / ``sent_prune`` / ``retry_prune`` delete."""
         if table == "received":

@@ -345,8 +345,18 @@ class SqlTransaction:
         out = sorted(entries.values(), key=lambda e: (e.created_at, e.message_id))
         return out[:limit]
 
-    async def count_outbox(self) -> int:
-        return await self._count("outbox")
+    async def count_outbox(self, *, chats: Callable[[str], bool] | None = None) -> int:
+        if chats is None:
+            return await self._count("outbox")
+        rows, lane = self._rows, self._lane
+        chat_of: dict[str, str] = {} if self.wiped else await lane.read(rows.outbox_chats)
+        for (t, k), v in self.overlay.items():
+            if t == "outbox":
+                if v is DELETED:
+                    chat_of.pop(k, None)
+                else:
+                    chat_of[k] = v.address
+        return sum(1 for chat in chat_of.values() if chats(chat))
 
     # session health: sent plaintexts, retry counters, PN -> LID
     async def sent_put(self, msg: SentMessage) -> None:
