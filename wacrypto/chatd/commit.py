@@ -32,7 +32,7 @@ from trio.lowlevel import enable_ki_protection
 
 from wacrypto.chatd.db import ChatdDatabase
 from wacrypto.errors import InvalidArgumentError, StoreError
-from wacrypto.store.sql.sync import uncancellable_thread_call
+from wacrypto.threads import uncancellable_thread_call
 
 __all__ = ["Committer", "Outcome"]
 

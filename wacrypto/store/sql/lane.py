@@ -17,7 +17,8 @@ from wacrypto.errors import StoreError
 from wacrypto.store.sql.dialect import Conn, Dialect
 from wacrypto.store.sql.rows import Rows
 from wacrypto.store.sql.schema import ACCOUNT_TABLES
-from wacrypto.store.sql.sync import Gate, uncancellable_thread_call
+from wacrypto.store.sql.sync import Gate
+from wacrypto.threads import uncancellable_thread_call
 
 if TYPE_CHECKING:
     from wacrypto.store.sql.transaction import SqlTransaction

@@ -1,4 +1,4 @@
-"""Trio-side synchronization of the SQL store: parked gates, uncancellable thread calls, address locks.
+"""Trio-side synchronization of the SQL store: parked gates and address locks.
 
 These are cheaper than ``trio.Event``/``trio.Lock`` on the store's hot path (a fan-out to hundreds of
 devices takes hundreds of address locks at once; a lane hop runs on a cached worker thread).
@@ -6,16 +6,12 @@ devices takes hundreds of address locks at once; a lane hop runs on a cached wor
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import outcome
 import trio
-from trio.lowlevel import Abort, Task, current_task, current_trio_token, reschedule, wait_task_rescheduled
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
-__all__ = ["Gate", "uncancellable_thread_call", "AddrLock", "AddressLocks"]
-
-T = TypeVar("T")
+__all__ = ["Gate", "AddrLock", "AddressLocks"]
 
 class Gate:
     """A one-shot event whose waiters are parked directly on the scheduler.
@@ -50,22 +46,6 @@ class Gate:
             return Abort.SUCCEEDED
 
         await wait_task_rescheduled(abort)
-
-
-def uncancellable_thread_call(fn: Callable[[], T]) -> Any:
-    """Run ``fn`` on a cached worker thread; the awaiting task cannot be cancelled meanwhile."""
-    task = current_task()
-    token = current_trio_token()
-
-    def deliver(result: outcome.Outcome[T]) -> None:
-        try:
-            token.run_sync_soon(reschedule, task, result)
-        except trio.RunFinishedError:  # pragma: no cover - the run ended under us
-            pass
-
-    # no thread name: trio would rename the OS thread twice per hop (two system calls a transaction)
-    trio.lowlevel.start_thread_soon(fn, deliver)
-    return wait_task_rescheduled(lambda _: Abort.FAILED)
 
 
 class AddrLock:
