@@ -1223,10 +1223,9 @@ class WaMessenger:
             if len(self._acks) < _ACK_BATCH:
                 await trio.sleep(ACK_COALESCE)
             self._ack_wake = trio.Event()
-            acks, self._acks = self._acks, []
-            async with self.store.transaction() as tx:
-                await tx.outbox_discard([mid for mid, _ in acks])
-            self._acked(acks)
+            if self._acks:  # (a pending() or health() meanwhile may have taken them all out)
+                async with self._outbox_tx():
+                    pass  # the transaction takes the waiting acks out of the outbox
             if self._more_in_outbox:  # the flusher stopped at a page of messages all in flight
                 self._more_in_outbox = False
                 self._reload = True
