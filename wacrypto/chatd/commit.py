@@ -130,12 +130,13 @@ class Committer:
         batch: list[_Call[Any]] = []
         try:
             while True:
+                # a cancel lands here, between batches (the calls still queued fail below), never
+                # inside one: a batch that started runs to its commit (or its failure)
+                if self._queue:
+                    await trio.lowlevel.checkpoint()
                 while not self._queue:
                     self._wake = trio.Event()
                     await self._wake.wait()
-                # a cancel lands here, between batches (the calls still queued fail below), never
-                # inside one: a batch that started runs to its commit (or its failure)
-                await trio.lowlevel.checkpoint()
                 n = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._space.set()
